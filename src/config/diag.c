@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Configuration diagnostics: collecting errors and warnings with their
+ * location, and printing them the way a compiler does:
+ *
+ *   siphon.yaml:14:5: error: sink "bus" (kafka): unknown option "topci"
+ *      14 |     topci: "orders"
+ *         |     ^~~~~
+ *     hint: did you mean "topic"?
+ *
+ * Source lines are shown with secrets masked (config/mask.c). This file does
+ * not decide what is an error; the loader and the validator do.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "config/diag.h"
+#include "util/buf.h"
+
+void sp_diag_init(struct sp_diag *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void sp_diag_fini(struct sp_diag *d)
+{
+    for (int i = 0; i < d->n; i++) {
+        free(d->items[i].msg);
+        free(d->items[i].hint);
+        free(d->items[i].source_line);
+    }
+    free(d->items);
+    for (int i = 0; i < d->nfiles; i++) {
+        free(d->files[i]);
+    }
+    free(d->files);
+    sp_diag_init(d);
+}
+
+static const char *diag_intern(struct sp_diag *d, const char *file)
+{
+    if (file == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < d->nfiles; i++) {
+        if (strcmp(d->files[i], file) == 0) {
+            return d->files[i];
+        }
+    }
+    d->files = sp_xrealloc(d->files, sizeof(char *) * (size_t)(d->nfiles + 1));
+    d->files[d->nfiles] = sp_xstrdup(file);
+    return d->files[d->nfiles++];
+}
+
+struct sp_diag_item *sp_diag_addv(struct sp_diag *d, bool warning, const struct sp_loc *loc,
+                                  int caret_len, const char *fmt, va_list ap)
+{
+    int kept = 0;
+    for (int i = 0; i < d->n; i++) {
+        kept += d->items[i].warning == warning;
+    }
+    if (warning) {
+        d->nwarnings++;
+    } else {
+        d->nerrors++;
+    }
+    if (kept >= SP_DIAG_MAX) {
+        d->dropped++;
+        return NULL;
+    }
+
+    struct sp_buf msg;
+    sp_buf_init(&msg);
+    sp_buf_vprintf(&msg, fmt, ap);
+
+    d->items = sp_xrealloc(d->items, sizeof(*d->items) * (size_t)(d->n + 1));
+    struct sp_diag_item *it = &d->items[d->n++];
+    memset(it, 0, sizeof(*it));
+    if (loc != NULL) {
+        it->loc = *loc;
+        it->loc.file = diag_intern(d, loc->file);
+    }
+    it->warning = warning;
+    it->msg = sp_buf_steal(&msg);
+    it->caret_len = caret_len > 0 ? caret_len : 1;
+    it->caret_col = it->loc.col;
+    return it;
+}
+
+struct sp_diag_item *sp_diag_error(struct sp_diag *d, const struct sp_loc *loc, int caret_len,
+                                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct sp_diag_item *it = sp_diag_addv(d, false, loc, caret_len, fmt, ap);
+    va_end(ap);
+    return it;
+}
+
+struct sp_diag_item *sp_diag_warn(struct sp_diag *d, const struct sp_loc *loc, int caret_len,
+                                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct sp_diag_item *it = sp_diag_addv(d, true, loc, caret_len, fmt, ap);
+    va_end(ap);
+    return it;
+}
+
+void sp_diag_hint(struct sp_diag_item *it, const char *fmt, ...)
+{
+    if (it == NULL) {
+        return;
+    }
+    struct sp_buf b;
+    va_list ap;
+    sp_buf_init(&b);
+    va_start(ap, fmt);
+    sp_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    free(it->hint);
+    it->hint = sp_buf_steal(&b);
+}
+
+/* ---- source lines ---- */
+
+/* Byte offset of 1-based character column col in line (UTF-8), clamped to its end. */
+static int diag_col_to_byte(const char *line, int col)
+{
+    int chars = 0;
+    int i = 0;
+    for (; line[i] != '\0'; i++) {
+        if (((unsigned char)line[i] & 0xC0) != 0x80) {
+            if (chars == col - 1) {
+                return i;
+            }
+            chars++;
+        }
+    }
+    return i;
+}
+
+/* Number of characters in the first n bytes of line. */
+static int diag_chars(const char *line, int n)
+{
+    int chars = 0;
+    for (int i = 0; i < n && line[i] != '\0'; i++) {
+        chars += ((unsigned char)line[i] & 0xC0) != 0x80;
+    }
+    return chars;
+}
+
+static int diag_range_cmp(const void *a, const void *b)
+{
+    const int *x = a;
+    const int *y = b;
+    if (x[0] != y[0]) {
+        return (x[0] > y[0]) - (x[0] < y[0]);
+    }
+    return (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+/*
+ * Where byte offset pos of the original line lands in the masked line, given
+ * the sorted, non-overlapping ranges each replaced by "****". An offset inside
+ * a range lands at its start (or after the mask when is_end).
+ */
+static int diag_map_pos(const int *ranges, int n, int pos, bool is_end)
+{
+    int shift = 0;
+    for (int i = 0; i < n; i++) {
+        int start = ranges[2 * i];
+        int end = ranges[2 * i + 1];
+        if (pos >= end) {
+            shift += 4 - (end - start);
+        } else if (pos > start) {
+            return start + shift + (is_end ? 4 : 0);
+        } else {
+            break;
+        }
+    }
+    return pos + shift;
+}
+
+/* Mask the ranges in line; returns the new line (heap) and maps the caret. */
+static char *diag_mask_line(const char *line, int *ranges, int n, struct sp_diag_item *it)
+{
+    /* sort and merge overlapping ranges */
+    if (n > 1) {
+        qsort(ranges, (size_t)n, sizeof(int) * 2, diag_range_cmp);
+    }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m > 0 && ranges[2 * i] <= ranges[2 * (m - 1) + 1]) {
+            if (ranges[2 * i + 1] > ranges[2 * (m - 1) + 1]) {
+                ranges[2 * (m - 1) + 1] = ranges[2 * i + 1];
+            }
+            continue;
+        }
+        ranges[2 * m] = ranges[2 * i];
+        ranges[2 * m + 1] = ranges[2 * i + 1];
+        m++;
+    }
+
+    int start = diag_col_to_byte(line, it->loc.col);
+    int end = start;
+    for (int c = 0; c < it->caret_len && line[end] != '\0'; c++) {
+        end++;
+        while (((unsigned char)line[end] & 0xC0) == 0x80) {
+            end++;
+        }
+    }
+
+    struct sp_buf out;
+    int pos = 0;
+    sp_buf_init(&out);
+    for (int i = 0; i < m; i++) {
+        sp_buf_append(&out, line + pos, (size_t)(ranges[2 * i] - pos));
+        sp_buf_puts(&out, "****");
+        pos = ranges[2 * i + 1];
+    }
+    sp_buf_puts(&out, line + pos);
+    char *masked = sp_buf_steal(&out);
+
+    int nstart = diag_map_pos(ranges, m, start, false);
+    int nend = diag_map_pos(ranges, m, end, true);
+    it->caret_col = diag_chars(masked, nstart) + 1;
+    it->caret_len = diag_chars(masked + nstart, nend - nstart);
+    if (it->caret_len < 1) {
+        it->caret_len = 1;
+    }
+    return masked;
+}
+
+void sp_diag_attach_source(struct sp_diag *d, const char *file, const char *text, size_t len,
+                           const struct sp_diag_span *secrets, int nsecrets)
+{
+    for (int i = 0; i < d->n; i++) {
+        struct sp_diag_item *it = &d->items[i];
+        if (it->source_line != NULL || it->loc.line <= 0 || it->loc.file == NULL ||
+            strcmp(it->loc.file, file) != 0) {
+            continue;
+        }
+        /* find the line */
+        size_t pos = 0;
+        for (int ln = 1; ln < it->loc.line && pos < len; pos++) {
+            if (text[pos] == '\n') {
+                ln++;
+            }
+        }
+        if (pos >= len && !(pos == len && it->loc.line == 1)) {
+            continue;
+        }
+        size_t eol = pos;
+        while (eol < len && text[eol] != '\n') {
+            eol++;
+        }
+        if (eol > pos && text[eol - 1] == '\r') {
+            eol--;
+        }
+        char *line = sp_xstrndup(text + pos, eol - pos);
+        if (strlen(line) != eol - pos) {
+            free(line); /* NUL bytes: not shown */
+            continue;
+        }
+
+        int *ranges = NULL;
+        int n = 0;
+        for (int s = 0; s < nsecrets; s++) {
+            if (secrets[s].line != it->loc.line) {
+                continue;
+            }
+            int b0 = diag_col_to_byte(line, secrets[s].col);
+            int b1 = diag_col_to_byte(line, secrets[s].col + secrets[s].len);
+            char *raw = sp_xstrndup(line + b0, (size_t)(b1 - b0));
+            if (strstr(raw, "${") == NULL) {
+                ranges = sp_xrealloc(ranges, sizeof(int) * 2 * (size_t)(n + 1));
+                ranges[2 * n] = b0;
+                ranges[2 * n + 1] = b1;
+                n++;
+            }
+            free(raw);
+        }
+        n = sp_mask_find(line, &ranges, n);
+        it->source_line = diag_mask_line(line, ranges, n, it);
+        free(ranges);
+        free(line);
+    }
+}
+
+void sp_diag_sort(struct sp_diag *d)
+{
+    /* insertion sort: stable, and there are at most 2 * SP_DIAG_MAX items */
+    for (int i = 1; i < d->n; i++) {
+        struct sp_diag_item tmp = d->items[i];
+        int j = i;
+        while (j > 0) {
+            const struct sp_diag_item *p = &d->items[j - 1];
+            bool after = p->loc.line > tmp.loc.line ||
+                         (p->loc.line == tmp.loc.line && p->loc.col > tmp.loc.col);
+            if (!after) {
+                break;
+            }
+            d->items[j] = d->items[j - 1];
+            j--;
+        }
+        d->items[j] = tmp;
+    }
+}
+
+/* ---- printing ---- */
+
+static void diag_format_item(const struct sp_diag_item *it, struct sp_buf *out)
+{
+    const char *sev = it->warning ? "warning" : "error";
+    if (it->loc.file != NULL && it->loc.line > 0) {
+        sp_buf_printf(out, "%s:%d:%d: %s: %s\n", it->loc.file, it->loc.line, it->loc.col, sev,
+                      it->msg);
+    } else if (it->loc.file != NULL) {
+        sp_buf_printf(out, "%s: %s: %s\n", it->loc.file, sev, it->msg);
+    } else {
+        sp_buf_printf(out, "%s: %s\n", sev, it->msg);
+    }
+    if (it->source_line != NULL && it->loc.line > 0) {
+        const char *line = it->source_line;
+        sp_buf_printf(out, "%5d | %s\n", it->loc.line, line);
+        sp_buf_printf(out, "%5s | ", "");
+        /* copy tabs so the caret lines up however the terminal shows them */
+        int chars = 0;
+        for (int i = 0; line[i] != '\0' && chars < it->caret_col - 1; i++) {
+            if (((unsigned char)line[i] & 0xC0) == 0x80) {
+                continue;
+            }
+            sp_buf_putc(out, line[i] == '\t' ? '\t' : ' ');
+            chars++;
+        }
+        while (chars < it->caret_col - 1) {
+            sp_buf_putc(out, ' ');
+            chars++;
+        }
+        sp_buf_putc(out, '^');
+        for (int i = 1; i < it->caret_len; i++) {
+            sp_buf_putc(out, '~');
+        }
+        sp_buf_putc(out, '\n');
+    }
+    if (it->hint != NULL && it->hint[0] != '\0') {
+        sp_buf_printf(out, "  hint: %s\n", it->hint);
+    }
+}
+
+void sp_diag_format(const struct sp_diag *d, struct sp_buf *out)
+{
+    for (int i = 0; i < d->n; i++) {
+        diag_format_item(&d->items[i], out);
+    }
+    if (d->dropped > 0) {
+        const char *file = d->n > 0 ? d->items[d->n - 1].loc.file : NULL;
+        sp_buf_printf(out, "%s%snote: %d more errors and warnings not shown\n",
+                      file != NULL ? file : "", file != NULL ? ": " : "", d->dropped);
+    }
+}
+
+void sp_diag_print(const struct sp_diag *d, FILE *out)
+{
+    struct sp_buf b;
+    sp_buf_init(&b);
+    sp_diag_format(d, &b);
+    if (b.len > 0) {
+        fwrite(b.data, 1, b.len, out);
+    }
+    fflush(out);
+    sp_buf_fini(&b);
+}

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The static plugin tables. Adding a plugin is one file and one line here.
+ */
+#include "core/registry.h"
+
+#include <string.h>
+
+extern const struct sp_source_ops sp_source_postgres;
+extern const struct sp_sink_ops sp_sink_stdout;
+extern const struct sp_sink_ops sp_sink_file;
+extern const struct sp_format_ops sp_format_json;
+
+const struct sp_source_ops *const sp_registry_sources[] = {
+    &sp_source_postgres,
+    NULL,
+};
+
+const struct sp_sink_ops *const sp_registry_sinks[] = {
+    &sp_sink_file,
+    &sp_sink_stdout,
+    NULL,
+};
+
+const struct sp_format_ops *const sp_registry_formats[] = {
+    &sp_format_json,
+    NULL,
+};
+
+const struct sp_source_ops *sp_registry_source(const char *type)
+{
+    for (size_t i = 0; sp_registry_sources[i] != NULL; i++) {
+        if (strcmp(sp_registry_sources[i]->type, type) == 0) {
+            return sp_registry_sources[i];
+        }
+    }
+    return NULL;
+}
+
+const struct sp_sink_ops *sp_registry_sink(const char *type)
+{
+    for (size_t i = 0; sp_registry_sinks[i] != NULL; i++) {
+        if (strcmp(sp_registry_sinks[i]->type, type) == 0) {
+            return sp_registry_sinks[i];
+        }
+    }
+    return NULL;
+}
+
+const struct sp_format_ops *sp_registry_format(const char *name)
+{
+    for (size_t i = 0; sp_registry_formats[i] != NULL; i++) {
+        if (strcmp(sp_registry_formats[i]->name, name) == 0) {
+            return sp_registry_formats[i];
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,27 @@
+/*
+ * Options every sink shares: how the pipeline batches records for it. Each
+ * sink's conf struct starts with a struct sp_sink_batching and its option
+ * table starts with SP_SINK_BATCH_OPTS(its conf type).
+ */
+#ifndef SIPHON_CORE_SINKCONF_H
+#define SIPHON_CORE_SINKCONF_H
+
+#include <stdint.h>
+
+#include "core/opt.h"
+
+struct sp_sink_batching {
+    int64_t batch_size;  /* records */
+    int64_t batch_bytes; /* bytes */
+    int64_t linger_ms;   /* wait this long for more records while the sink is idle */
+};
+
+#define SP_SINK_BATCH_OPTS(T)                                                                      \
+    SP_OPT_INT("batch_size", T, batching.batch_size, "4096", 1, 1000000,                          \
+               "most records handed to the sink at once"),                                         \
+        SP_OPT_SIZE("batch_bytes", T, batching.batch_bytes, "4MiB", 1024, INT64_C(1) << 30,       \
+                    "most bytes handed to the sink at once"),                                      \
+        SP_OPT_DURATION("linger", T, batching.linger_ms, "0ms", 0, 60000,                         \
+                        "how long to wait for more records before handing an idle sink a batch")
+
+#endif

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The `json` format (DESIGN.md, "Event format json"): one Debezium-shaped
+ * envelope per change, on one line without a trailing newline, with natural
+ * JSON values converted by source/pg/types.c. The key is the object of the
+ * replica identity columns.
+ *
+ * This file only encodes; it does not decide which events exist (BEGIN and
+ * COMMIT never reach a format) nor where records go.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/event.h"
+#include "core/plugin.h"
+#include "source/pg/types.h"
+#include "util/buf.h"
+#include "util/time.h"
+
+#define JSON_DEFAULT_PLACEHOLDER "__siphon_unavailable"
+
+/*
+ * The clock for the envelope's top-level ts_ms (Unix epoch microseconds).
+ * A test hook: tests pin it to get byte-exact output; NULL restores the wall
+ * clock. Not thread-safe; set it before encoding starts.
+ */
+void sp_format_json_set_clock(int64_t (*now_us)(void));
+
+static int64_t (*json_clock)(void) = sp_time_now_us;
+
+void sp_format_json_set_clock(int64_t (*now_us)(void))
+{
+    json_clock = now_us != NULL ? now_us : sp_time_now_us;
+}
+
+static void json_put_str(struct sp_buf *out, const char *s)
+{
+    if (s == NULL) {
+        s = "";
+    }
+    sp_buf_put_json_str(out, s, strlen(s));
+}
+
+/* Floor division, so that times before 1970 round towards the past too. */
+static int64_t json_us_to_ms(int64_t us)
+{
+    return us >= 0 ? us / 1000 : -((-us + 999) / 1000);
+}
+
+/*
+ * The value of column i. An unchanged TOASTed value takes the old tuple's
+ * value when the server sent a full old row (REPLICA IDENTITY FULL), else
+ * the placeholder.
+ */
+static int json_put_value(const struct sp_format *fmt, const struct sp_event *ev,
+                          const struct sp_tuple *tup, int i, struct sp_buf *out,
+                          struct sp_err *err)
+{
+    const struct sp_column *col = &ev->rel->cols[i];
+    const struct sp_datum *d = &tup->cols[i];
+    if (d->kind == SP_DATUM_UNCHANGED && tup == ev->after && ev->before != NULL &&
+        !ev->before_key_only && i < ev->before->ncols &&
+        ev->before->cols[i].kind != SP_DATUM_UNCHANGED) {
+        d = &ev->before->cols[i];
+    }
+    switch (d->kind) {
+    case SP_DATUM_NULL:
+        sp_buf_puts(out, "null");
+        return 0;
+    case SP_DATUM_UNCHANGED:
+        json_put_str(out, fmt->toast_placeholder != NULL ? fmt->toast_placeholder
+                                                         : JSON_DEFAULT_PLACEHOLDER);
+        return 0;
+    case SP_DATUM_BINARY:
+        sp_json_put_base64(out, d->data, d->data != NULL ? d->len : 0);
+        return 0;
+    case SP_DATUM_TEXT: {
+        int rc = sp_pgtext_to_json(col->type, d->data, d->data != NULL ? d->len : 0, out, err);
+        if (rc < 0) {
+            sp_err_prefix(err, "column \"%s\" of table \"%s.%s\"", col->name, ev->rel->schema,
+                          ev->rel->table);
+        }
+        return rc;
+    }
+    default:
+        return sp_err_set(err, SP_EINVAL, "column \"%s\" of table \"%s.%s\": unknown datum kind %d",
+                          col->name, ev->rel->schema, ev->rel->table, d->kind);
+    }
+}
+
+/* {"col": value, ...} of tup; only the key columns when keys_only. */
+static int json_put_row(const struct sp_format *fmt, const struct sp_event *ev,
+                        const struct sp_tuple *tup, bool keys_only, struct sp_buf *out,
+                        struct sp_err *err)
+{
+    const struct sp_relation *rel = ev->rel;
+    if (tup->ncols != rel->ncols) {
+        return sp_err_set(err, SP_EINVAL, "table \"%s.%s\": row has %d columns, relation has %d",
+                          rel->schema, rel->table, tup->ncols, rel->ncols);
+    }
+    bool first = true;
+    sp_buf_putc(out, '{');
+    for (int i = 0; i < rel->ncols; i++) {
+        if (keys_only && !rel->cols[i].key) {
+            continue;
+        }
+        if (!first) {
+            sp_buf_putc(out, ',');
+        }
+        first = false;
+        json_put_str(out, rel->cols[i].name);
+        sp_buf_putc(out, ':');
+        int rc = json_put_value(fmt, ev, tup, i, out, err);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    sp_buf_putc(out, '}');
+    return 0;
+}
+
+static int json_put_tuple_or_null(const struct sp_format *fmt, const struct sp_event *ev,
+                                  const struct sp_tuple *tup, bool keys_only, struct sp_buf *out,
+                                  struct sp_err *err)
+{
+    if (tup == NULL || ev->rel == NULL) {
+        sp_buf_puts(out, "null");
+        return 0;
+    }
+    return json_put_row(fmt, ev, tup, keys_only, out, err);
+}
+
+/*
+ * Message events ('m', pg_logical_emit_message) belong to no table: key
+ * empty, before null, after {"prefix","content","transactional"} with the
+ * content as a JSON string (invalid UTF-8 becomes U+FFFD), and
+ * source.schema/source.table are "".
+ */
+static void json_put_message(const struct sp_event *ev, struct sp_buf *out)
+{
+    sp_buf_puts(out, "{\"prefix\":");
+    json_put_str(out, ev->msg_prefix);
+    sp_buf_puts(out, ",\"content\":");
+    if (ev->msg_content != NULL) {
+        sp_buf_put_json_str(out, ev->msg_content, ev->msg_len);
+    } else {
+        sp_buf_puts(out, "\"\"");
+    }
+    sp_buf_puts(out, ev->msg_transactional ? ",\"transactional\":true}" : ",\"transactional\":false}");
+}
+
+static void json_put_source(const struct sp_event *ev, struct sp_buf *out)
+{
+    sp_buf_puts(out, "{\"connector\":\"postgresql\",\"name\":");
+    json_put_str(out, ev->source_name);
+    sp_buf_puts(out, ",\"db\":");
+    json_put_str(out, ev->db);
+    sp_buf_puts(out, ",\"schema\":");
+    json_put_str(out, ev->rel != NULL ? ev->rel->schema : "");
+    sp_buf_puts(out, ",\"table\":");
+    json_put_str(out, ev->rel != NULL ? ev->rel->table : "");
+    sp_buf_puts(out, ",\"lsn\":");
+    sp_buf_put_u64(out, ev->lsn);
+    sp_buf_puts(out, ",\"commit_lsn\":");
+    sp_buf_put_u64(out, ev->commit_lsn);
+    sp_buf_puts(out, ",\"txId\":");
+    sp_buf_put_u64(out, ev->xid);
+    sp_buf_puts(out, ",\"ts_ms\":");
+    sp_buf_put_i64(out, json_us_to_ms(ev->commit_time_us));
+    sp_buf_puts(out, ",\"snapshot\":");
+    json_put_str(out, ev->snapshot != NULL ? ev->snapshot : "false");
+    sp_buf_puts(out, ",\"version\":\"" SP_VERSION "\"}");
+}
+
+/* The key object; left empty when the relation has no key columns or no row carries them. */
+static int json_put_key(const struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *key,
+                        struct sp_err *err)
+{
+    if (ev->rel == NULL || sp_relation_nkeys(ev->rel) == 0) {
+        return 0;
+    }
+    const struct sp_tuple *tup = sp_event_key_tuple(ev);
+    if (tup == NULL) {
+        return 0;
+    }
+    return json_put_row(fmt, ev, tup, true, key, err);
+}
+
+static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev,
+                             struct sp_buf *value, struct sp_err *err)
+{
+    int rc = 0;
+    sp_buf_puts(value, "{\"before\":");
+    switch (ev->op) {
+    case SP_OP_INSERT:
+    case SP_OP_READ:
+        sp_buf_puts(value, "null,\"after\":");
+        rc = json_put_tuple_or_null(fmt, ev, ev->after, false, value, err);
+        break;
+    case SP_OP_UPDATE:
+    case SP_OP_DELETE:
+        rc = json_put_tuple_or_null(fmt, ev, ev->before, ev->before_key_only, value, err);
+        if (rc == 0) {
+            sp_buf_puts(value, ",\"after\":");
+            rc = json_put_tuple_or_null(fmt, ev, ev->op == SP_OP_UPDATE ? ev->after : NULL,
+                                        false, value, err);
+        }
+        break;
+    case SP_OP_TRUNCATE:
+        sp_buf_puts(value, "null,\"after\":null");
+        break;
+    case SP_OP_MESSAGE:
+        sp_buf_puts(value, "null,\"after\":");
+        json_put_message(ev, value);
+        break;
+    default:
+        return sp_err_set(err, SP_EINVAL, "json format: cannot encode a '%c' event",
+                          sp_op_char(ev->op));
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    sp_buf_puts(value, ",\"source\":");
+    json_put_source(ev, value);
+    sp_buf_printf(value, ",\"op\":\"%c\",\"ts_ms\":", sp_op_char(ev->op));
+    sp_buf_put_i64(value, json_us_to_ms(json_clock()));
+    char id[SP_EVENT_ID_BUFSZ];
+    sp_buf_puts(value, ",\"id\":");
+    json_put_str(value, sp_event_id(ev, id));
+    sp_buf_putc(value, '}');
+    return 0;
+}
+
+static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *key,
+                       struct sp_buf *value, struct sp_err *err)
+{
+    size_t key_mark = key->len;
+    size_t value_mark = value->len;
+    int rc = ev->op == SP_OP_MESSAGE ? 0 : json_put_key(fmt, ev, key, err);
+    if (rc == 0) {
+        rc = json_encode_value(fmt, ev, value, err);
+    }
+    if (rc < 0) {
+        /* Leave both buffers as they were: the event goes to the recovery policy. */
+        key->len = key_mark;
+        value->len = value_mark;
+        if (key->data != NULL) {
+            key->data[key_mark] = '\0';
+        }
+        if (value->data != NULL) {
+            value->data[value_mark] = '\0';
+        }
+    }
+    return rc;
+}
+
+const struct sp_format_ops sp_format_json = {
+    .name = "json",
+    .summary = "Debezium-style envelope with natural JSON values (DESIGN.md)",
+    .encode = json_encode,
+};

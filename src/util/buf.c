@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Growable byte buffers and the JSON string escaper shared by every format.
+ */
+#include "util/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sp_buf_init(struct sp_buf *b)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void sp_buf_fini(struct sp_buf *b)
+{
+    free(b->data);
+    sp_buf_init(b);
+}
+
+void sp_buf_reset(struct sp_buf *b)
+{
+    b->len = 0;
+    if (b->data != NULL) {
+        b->data[0] = '\0';
+    }
+}
+
+void sp_buf_reserve(struct sp_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) {
+        return;
+    }
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) {
+        cap *= 2;
+    }
+    b->data = sp_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void sp_buf_append(struct sp_buf *b, const void *p, size_t n)
+{
+    sp_buf_reserve(b, n);
+    if (n > 0) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void sp_buf_puts(struct sp_buf *b, const char *s)
+{
+    sp_buf_append(b, s, strlen(s));
+}
+
+void sp_buf_putc(struct sp_buf *b, char c)
+{
+    sp_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
+void sp_buf_vprintf(struct sp_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n <= 0) {
+        return;
+    }
+    sp_buf_reserve(b, (size_t)n);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void sp_buf_printf(struct sp_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sp_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+void sp_buf_put_u64(struct sp_buf *b, uint64_t v)
+{
+    char tmp[24];
+    int i = (int)sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    sp_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+void sp_buf_put_i64(struct sp_buf *b, int64_t v)
+{
+    if (v < 0) {
+        sp_buf_putc(b, '-');
+        sp_buf_put_u64(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        sp_buf_put_u64(b, (uint64_t)v);
+    }
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t buf_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) {
+        return 1;
+    } else if ((c & 0xE0) == 0xC0) {
+        len = 2;
+        cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+        len = 3;
+        cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n) {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+        return 0;
+    }
+    return len;
+}
+
+void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    sp_buf_reserve(b, n + 2);
+    b->data[b->len++] = '"';
+    size_t i = 0;
+    while (i < n) {
+        /* Copy the run of bytes that need no escaping in one go. */
+        size_t j = i;
+        while (j < n && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\') {
+            j++;
+        }
+        if (j > i) {
+            sp_buf_append(b, p + i, j - i);
+            i = j;
+            continue;
+        }
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t ul = buf_utf8_len(p + i, n - i);
+            if (ul == 0) {
+                sp_buf_append(b, "\xEF\xBF\xBD", 3);
+                i++;
+            } else {
+                sp_buf_append(b, p + i, ul);
+                i += ul;
+            }
+            continue;
+        }
+        switch (c) {
+        case '"':
+            sp_buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            sp_buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            sp_buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            sp_buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            sp_buf_append(b, "\\t", 2);
+            break;
+        case '\b':
+            sp_buf_append(b, "\\b", 2);
+            break;
+        case '\f':
+            sp_buf_append(b, "\\f", 2);
+            break;
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            sp_buf_append(b, esc, 6);
+            break;
+        }
+        }
+        i++;
+    }
+    sp_buf_putc(b, '"');
+}
+
+char *sp_buf_steal(struct sp_buf *b)
+{
+    char *p = b->data ? b->data : sp_xstrdup("");
+    sp_buf_init(b);
+    return p;
+}

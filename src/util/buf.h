@@ -1,0 +1,36 @@
+/*
+ * Growable byte string, always NUL-terminated, binary-safe (like
+ * PostgreSQL's StringInfo). The struct is caller-owned storage: _init/_fini.
+ */
+#ifndef SIPHON_UTIL_BUF_H
+#define SIPHON_UTIL_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/mem.h"
+
+struct sp_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+void sp_buf_init(struct sp_buf *b);
+void sp_buf_fini(struct sp_buf *b);
+void sp_buf_reset(struct sp_buf *b);
+void sp_buf_reserve(struct sp_buf *b, size_t extra);
+void sp_buf_append(struct sp_buf *b, const void *p, size_t n);
+void sp_buf_puts(struct sp_buf *b, const char *s);
+void sp_buf_putc(struct sp_buf *b, char c);
+void sp_buf_printf(struct sp_buf *b, const char *fmt, ...) SP_PRINTF(2, 3);
+void sp_buf_vprintf(struct sp_buf *b, const char *fmt, va_list ap);
+void sp_buf_put_u64(struct sp_buf *b, uint64_t v);
+void sp_buf_put_i64(struct sp_buf *b, int64_t v);
+/* Append s as a JSON string literal, quotes included; invalid UTF-8 bytes become U+FFFD. */
+void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n);
+/* Detach the data: the caller frees it; b is left empty. */
+char *sp_buf_steal(struct sp_buf *b);
+
+#endif
