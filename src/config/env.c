@@ -49,7 +49,7 @@ static int env_read_file(const char *path, const char *base_dir, struct sp_buf *
     }
     fd = open(full, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        rc = sp_err_errno(err, errno, "could not read file \"%s\"", full);
+        sp_err_errno(err, errno, "could not read file \"%s\"", full);
         err->code = SP_EINVAL;
         rc = SP_EINVAL;
         goto out;
@@ -66,7 +66,7 @@ static int env_read_file(const char *path, const char *base_dir, struct sp_buf *
             continue;
         }
         if (got < 0) {
-            rc = sp_err_errno(err, errno, "could not read file \"%s\"", full);
+            sp_err_errno(err, errno, "could not read file \"%s\"", full);
             err->code = SP_EINVAL;
             rc = SP_EINVAL;
             goto out;
@@ -200,6 +200,7 @@ static int env_subst_scalar(struct sp_node *node, sp_env_fn lookup, const char *
             sp_diag_hint(it, "%s", err.hint);
         }
         sp_buf_fini(&out);
+        node->invalid = true;
         return 1;
     }
     if (used) {

@@ -458,7 +458,7 @@ static int opt_set_scalar(const struct sp_opt_ctx *ctx, const struct sp_opt *o, 
                 while (o->enum_names[n] != NULL) {
                     n++;
                 }
-                const char *s = sp_str_suggest(v->str, (const char *const *)o->enum_names, n);
+                const char *s = sp_str_suggest(v->str, o->enum_names, n);
                 if (s != NULL) {
                     sp_diag_hint(it, "did you mean \"%s\"?", s);
                 }
@@ -686,6 +686,10 @@ int sp_opt_apply(const struct sp_opt *opts, struct sp_node *map, const struct sp
             continue;
         }
         const struct sp_opt *o = &opts[j];
+        if (v->invalid) {
+            seen[j] = true; /* reported already (e.g. a failed ${...}) */
+            continue;
+        }
         if (sp_node_is_null(v)) {
             if ((o->flags & SP_OPT_REQUIRED) != 0) {
                 seen[j] = true;

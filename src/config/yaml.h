@@ -37,6 +37,7 @@ struct sp_node {
     bool plain;       /* written without quotes or block indicator */
     bool substituted; /* str came from ${...} substitution */
     bool secret;      /* the value of an SP_OPT_SECRET option: never shown */
+    bool invalid;     /* an error was reported for this value already: do not report more */
     /* SP_NODE_SEQ */
     struct sp_node **items;
     /* SP_NODE_MAP */

@@ -50,13 +50,15 @@ void sp_err_hint(struct sp_err *err, const char *fmt, ...)
 void sp_err_prefix(struct sp_err *err, const char *fmt, ...)
 {
     char pre[256];
-    char tmp[sizeof(err->msg)];
+    char tmp[sizeof(pre) + sizeof(err->msg) + 2];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof(pre), fmt, ap);
     va_end(ap);
     snprintf(tmp, sizeof(tmp), "%s: %s", pre, err->msg);
-    memcpy(err->msg, tmp, sizeof(err->msg));
+    /* Keep the start (the context) when the whole does not fit. */
+    memcpy(err->msg, tmp, sizeof(err->msg) - 1);
+    err->msg[sizeof(err->msg) - 1] = '\0';
 }
 
 const char *sp_err_name(int code)

@@ -555,6 +555,11 @@ static void pl_confirm(struct sp_pipeline *pl)
     }
 }
 
+static bool pl_backpressured(const struct sp_pipeline *pl)
+{
+    return pl->inflight_bytes >= (uint64_t)pl->cfg->memory_limit;
+}
+
 /* ---- routing and formatting ---- */
 
 static bool pl_stream_wants(const struct pl_stream *st, const struct sp_event *ev)
@@ -661,6 +666,7 @@ static void pl_route(struct pl_source *src, struct sp_event *ev)
     if (routed) {
         pl->stats.events++;
     }
+    src->src.backpressure = pl_backpressured(pl);
 }
 
 /* sp_emit_fn: every event of a source comes through here, in WAL order. */
@@ -827,10 +833,6 @@ int sp_pipeline_open(struct sp_pipeline *pl, struct sp_err *err)
     return 0;
 }
 
-static bool pl_backpressured(const struct sp_pipeline *pl)
-{
-    return pl->inflight_bytes >= (uint64_t)pl->cfg->memory_limit;
-}
 
 /* One turn of the loop: read, flush batches, settle acks, confirm, wait. */
 static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
@@ -846,7 +848,8 @@ static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
         if (!ps->opened) {
             continue;
         }
-        if (reading && !pl_backpressured(pl)) {
+        ps->src.backpressure = pl_backpressured(pl);
+        if (reading && !ps->src.backpressure) {
             int n = ps->src.ops->read(&ps->src, PL_READ_BUDGET, err);
             if (n < 0) {
                 sp_err_prefix(err, "source \"%s\"", ps->src.name);

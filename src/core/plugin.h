@@ -169,6 +169,9 @@ struct sp_source {
     /* Set by the source when the server's position moves while nothing is
      * in flight (keepalive); the pipeline may confirm it. */
     uint64_t idle_lsn;
+    /* Set by the pipeline while over its memory limit: read must return after
+     * the message it is handling, so memory stays bounded. */
+    bool backpressure;
 };
 
 #endif

@@ -3,6 +3,7 @@
 #include "util/time.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 int64_t sp_time_mono_ms(void)
@@ -34,7 +35,10 @@ char *sp_time_iso_ms(int64_t unix_us, char *buf)
     }
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(buf, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    char tmp[96];
+    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    memcpy(buf, tmp, 31);
+    buf[31] = '\0';
     return buf;
 }

@@ -5,6 +5,7 @@
  * fuzz_<target>.c. It does not fuzz: it replays a corpus or a crash.
  */
 #include <stdint.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 

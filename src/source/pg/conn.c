@@ -381,7 +381,7 @@ static int pg_read(struct sp_source *src, int budget, struct sp_err *err)
     }
     bool consumed = false;
     int n = 0;
-    while (n < budget) {
+    while (n < budget && !src->backpressure) {
         char *buf = NULL;
         int len = PQgetCopyData(st->repl, &buf, 1);
         if (len == 0) {

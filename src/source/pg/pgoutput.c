@@ -11,6 +11,7 @@
 #include "source/pg/pgoutput.h"
 
 #include <stdarg.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,8 +169,8 @@ static int pgo_fail(struct pgo_msg *m, size_t off, const char *fmt, ...)
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     return sp_err_set(m->err, SP_EPROTO,
-                      "invalid pgoutput %s message at " SP_LSN_FMT ", byte %zu of %zu: %s",
-                      m->name, SP_LSN_ARGS(m->lsn), off, m->len, detail);
+                      "invalid pgoutput %s message at " SP_LSN_FMT ", byte %zu of %zu: %s", m->name,
+                      SP_LSN_ARGS(m->lsn), off, m->len, detail);
 }
 
 /* The cursor's sticky failure, if any, as an error. */
@@ -370,7 +371,8 @@ static int pgo_read_commit(struct pgo_msg *m, struct sp_event_list *out)
         rc = pgo_fail(m, 1, "unknown flags 0x%02x", flags);
     }
     if (rc == 0 && commit_lsn != d->final_lsn) {
-        rc = pgo_fail(m, 2, "commit LSN " SP_LSN_FMT " differs from the final LSN " SP_LSN_FMT
+        rc = pgo_fail(m, 2,
+                      "commit LSN " SP_LSN_FMT " differs from the final LSN " SP_LSN_FMT
                       " announced by Begin of transaction %u",
                       SP_LSN_ARGS(commit_lsn), SP_LSN_ARGS(d->final_lsn), d->xid);
     }
@@ -442,8 +444,8 @@ static int pgo_read_relation(struct pgo_msg *m)
     rel->table = sp_xstrdup(name);
     /* Each column takes at least 10 bytes: refuse counts the message cannot hold. */
     if (ncols < 0 || (size_t)ncols > sp_rd_left(r) / 10) {
-        rc = pgo_fail(m, ncols_off, "relation \"%s.%s\" has %d columns in %zu bytes",
-                      rel->schema, rel->table, ncols, sp_rd_left(r));
+        rc = pgo_fail(m, ncols_off, "relation \"%s.%s\" has %d columns in %zu bytes", rel->schema,
+                      rel->table, ncols, sp_rd_left(r));
         goto out;
     }
     rel->cols = sp_xcalloc(ncols > 0 ? (size_t)ncols : 1, sizeof(*rel->cols));
@@ -462,8 +464,7 @@ static int pgo_read_relation(struct pgo_msg *m)
     if (rc == 0 && d->on_relation != NULL) {
         rc = d->on_relation(d->ctx, rel, m->err);
         if (rc != 0) {
-            sp_err_prefix(m->err, "pgoutput Relation message at " SP_LSN_FMT,
-                          SP_LSN_ARGS(m->lsn));
+            sp_err_prefix(m->err, "pgoutput Relation message at " SP_LSN_FMT, SP_LSN_ARGS(m->lsn));
         }
     }
     if (rc == 0) {
@@ -578,8 +579,7 @@ static int pgo_read_update(struct pgo_msg *m, struct sp_event_list *out)
         }
     }
     if (rc == 0 && action != 'N') {
-        rc = pgo_fail(m, off, "expected old tuple 'K' or 'O' or new tuple 'N', got 0x%02x",
-                      action);
+        rc = pgo_fail(m, off, "expected old tuple 'K' or 'O' or new tuple 'N', got 0x%02x", action);
     }
     if (rc == 0) {
         rc = pgo_read_tuple(m, ev, rel, &ev->after);
@@ -760,8 +760,8 @@ int sp_pgo_decode(struct sp_pgo *d, const uint8_t *msg, size_t len, uint64_t wal
                           SP_LSN_ARGS(wal_start));
     }
     uint8_t tag = msg[0];
-    struct pgo_msg m = {.d = d, .name = pgo_msg_name(tag), .lsn = wal_start, .len = len,
-                        .err = err};
+    struct pgo_msg m = {
+        .d = d, .name = pgo_msg_name(tag), .lsn = wal_start, .len = len, .err = err};
     if (m.name == NULL) {
         if (tag >= 0x20 && tag < 0x7f) {
             return sp_err_set(err, SP_EPROTO,
@@ -769,8 +769,8 @@ int sp_pgo_decode(struct sp_pgo *d, const uint8_t *msg, size_t len, uint64_t wal
                               tag, SP_LSN_ARGS(wal_start), len);
         }
         return sp_err_set(err, SP_EPROTO,
-                          "unknown pgoutput message type 0x%02x at " SP_LSN_FMT " (%zu bytes)",
-                          tag, SP_LSN_ARGS(wal_start), len);
+                          "unknown pgoutput message type 0x%02x at " SP_LSN_FMT " (%zu bytes)", tag,
+                          SP_LSN_ARGS(wal_start), len);
     }
     sp_rd_init(&m.r, msg, len);
     m.r.p++; /* the tag */

@@ -10,9 +10,10 @@
 #ifndef SIPHON_SOURCE_PG_PGOUTPUT_H
 #define SIPHON_SOURCE_PG_PGOUTPUT_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <stdbool.h>
 
 #include "core/err.h"
 #include "core/event.h"
@@ -92,8 +93,7 @@ void sp_pgo_fini(struct sp_pgo *d);
  * message naming the message type, its LSN and the byte offset, appends
  * nothing to out and leaves the transaction state as it was.
  */
-SP_NODISCARD int sp_pgo_decode(struct sp_pgo *d, const uint8_t *msg, size_t len,
-                               uint64_t wal_start, struct sp_event_list *out,
-                               struct sp_err *err);
+SP_NODISCARD int sp_pgo_decode(struct sp_pgo *d, const uint8_t *msg, size_t len, uint64_t wal_start,
+                               struct sp_event_list *out, struct sp_err *err);
 
 #endif

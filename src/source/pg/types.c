@@ -220,32 +220,32 @@ static const struct sp_type *tc_get(struct sp_typcache *tc, uint32_t oid, int de
         ent->type.delim = ti.typdelim;
     }
 
-    const struct sp_type *sub = NULL;
+    bool ok = true;
     if (ti.typtype == 'd' && ti.typbasetype != 0) {
         /* A domain prints exactly as its base type does. */
-        sub = tc_get(tc, ti.typbasetype, depth + 1, err);
-        if (sub != NULL) {
-            ent->type.kind = sub->kind;
-            ent->type.elem = sub->elem;
-            if (sub->kind == SP_TYPE_ARRAY) {
-                ent->type.delim = sub->delim;
+        const struct sp_type *base = tc_get(tc, ti.typbasetype, depth + 1, err);
+        ok = base != NULL;
+        if (ok) {
+            ent->type.kind = base->kind;
+            ent->type.elem = base->elem;
+            if (base->kind == SP_TYPE_ARRAY) {
+                ent->type.delim = base->delim;
             }
         }
     } else if (ti.typtype == 'e') {
         ent->type.kind = SP_TYPE_STRING;
     } else if (ti.typcategory == 'A' && ti.typelem != 0) {
         /* array_out separates elements with the element type's typdelim. */
-        sub = tc_get(tc, ti.typelem, depth + 1, err);
-        if (sub != NULL) {
+        const struct sp_type *elem = tc_get(tc, ti.typelem, depth + 1, err);
+        ok = elem != NULL;
+        if (ok) {
             ent->type.kind = SP_TYPE_ARRAY;
-            ent->type.elem = sub;
-            ent->type.delim = sub->delim;
+            ent->type.elem = elem;
+            ent->type.delim = elem->delim;
         }
-    } else {
-        sub = &ent->type; /* nothing to resolve */
     }
     tc_typinfo_fini(&ti);
-    if (sub == NULL) {
+    if (!ok) {
         free(ent->name);
         free(ent);
         return NULL;
@@ -945,7 +945,9 @@ static int tc_conv_bytea(const struct sp_type *t, const char *text, size_t len,
             int hi = tc_hexval(text[i]);
             int lo = tc_hexval(text[i + 1]);
             ok = hi >= 0 && lo >= 0;
-            bytes[n++] = (unsigned char)(hi << 4 | lo);
+            if (ok) {
+                bytes[n++] = (unsigned char)(hi << 4 | lo);
+            }
         }
     } else {
         for (size_t i = 0; ok && i < len; i++) {

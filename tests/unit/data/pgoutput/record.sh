@@ -80,9 +80,8 @@ capture() {
     shift
     psql_run "$@" >/dev/null
     # A non-transactional message does not flush WAL and the SQL interface
-    # decodes only flushed WAL; committing an xid flushes it. The empty
-    # transaction itself is not sent (pgoutput skips empty transactions).
-    psql_run -c "SELECT txid_current()" >/dev/null
+    # decodes only flushed WAL; a checkpoint flushes it and decodes to nothing.
+    psql_run -c "CHECKPOINT" >/dev/null
     {
         echo "# pgoutput proto_version 1 messages recorded from PostgreSQL $(as_pg "$PGBIN/postgres" -V | awk '{print $3}') by record.sh"
         echo "# scenario: $name"
@@ -138,3 +137,13 @@ SELECT 1 FROM pg_replication_origin_session_reset();
 SQL
 
 psql_run -c "SELECT pg_drop_replication_slot('rec')" >/dev/null
+
+# Fuzz seeds: each recording as length-prefixed messages (tests/fuzz/fuzz_pgoutput.c).
+SEEDS=$OUT/../../../fuzz/corpus/pgoutput
+mkdir -p "$SEEDS"
+for f in "$OUT"/*.txt; do
+    perl -ne 'next if /^#/ || !/ /; chomp; my (undef, $h) = split / /;
+              my $b = pack("H*", $h); print pack("N", length $b), $b' "$f" \
+        >"$SEEDS/$(basename "$f" .txt).bin"
+done
+echo "wrote fuzz seeds to $(cd "$SEEDS" && pwd)"
