@@ -8,8 +8,9 @@
 #ifndef SIPHON_CONFIG_CONFIG_H
 #define SIPHON_CONFIG_CONFIG_H
 
-#include <stdbool.h>
 #include <stdint.h>
+
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "core/plugin.h"
@@ -38,8 +39,8 @@ struct sp_diag_item {
 
 struct sp_diag {
     struct sp_diag_item *items;
-    int n;        /* items kept */
-    int nerrors;  /* errors found, kept or not */
+    int n;       /* items kept */
+    int nerrors; /* errors found, kept or not */
     int nwarnings;
     int dropped;  /* errors and warnings found past SP_DIAG_MAX, not kept */
     char **files; /* owned copies of the file names items point to */
@@ -85,11 +86,11 @@ struct sp_yaml_doc;
 struct sp_cfg_stream {
     char *name;
     struct sp_loc loc;
-    int source;                  /* index into sp_config.sources */
+    int source; /* index into sp_config.sources */
     struct sp_cfg_table *tables;
     int ntables;
     const struct sp_format_ops *format;
-    int sink;                    /* index into sp_config.sinks */
+    int sink; /* index into sp_config.sinks */
     enum sp_recovery recovery;
     int recovery_sink;           /* dead_letter only; else -1 */
     bool messages;               /* deliver logical decoding messages (default true) */
@@ -127,6 +128,9 @@ void sp_cfg_free(struct sp_config *cfg);
 
 /* Option table of the top-level `settings:` section (for docs). */
 extern const struct sp_opt sp_cfg_settings_opts[];
+/* The keys of a stream and of its `recovery:` mapping (for docs; `flows` is not in them). */
+extern const struct sp_opt sp_cfg_stream_opts[];
+extern const struct sp_opt sp_cfg_recovery_opts[];
 
 /*
  * Parse a table name as written in `tables:` (or on the command line):

@@ -11,12 +11,13 @@
  * Source lines are shown with secrets masked (config/mask.c). This file does
  * not decide what is an error; the loader and the validator do.
  */
+#include "config/diag.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
-#include "config/diag.h"
 #include "util/buf.h"
 
 void sp_diag_init(struct sp_diag *d)

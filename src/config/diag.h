@@ -10,6 +10,7 @@
 #define SIPHON_CONFIG_DIAG_H
 
 #include <stdarg.h>
+
 #include <stdbool.h>
 
 #include "config/config.h"

@@ -7,6 +7,8 @@
  *
  * Values read here may be secrets: no message ever includes them.
  */
+#include "config/env.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +19,6 @@
 #include <unistd.h>
 
 #include "config/diag.h"
-#include "config/env.h"
 
 static bool env_valid_name(const char *s, size_t n)
 {
@@ -164,8 +165,8 @@ int sp_env_expand(const char *s, size_t len, sp_env_fn lookup, const char *base_
             const char *value = lookup != NULL ? lookup(name) : getenv(name);
             if (value == NULL) {
                 sp_err_set(err, SP_EINVAL, "environment variable %s is not set", name);
-                sp_err_hint(err, "export %s before starting siphon, or write $$ for a literal \"$\"",
-                            name);
+                sp_err_hint(
+                    err, "export %s before starting siphon, or write $$ for a literal \"$\"", name);
                 free(name);
                 return SP_EINVAL;
             }

@@ -9,6 +9,8 @@
  * Messages never contain the value of an SP_OPT_SECRET option. Duplicate
  * keys are caught earlier, by the YAML loader.
  */
+#include "config/schema.h"
+
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,7 +19,6 @@
 #include <strings.h>
 
 #include "config/diag.h"
-#include "config/schema.h"
 #include "util/buf.h"
 
 #define OPT_FIELD(conf, o, T) ((T *)(void *)((char *)(conf) + (o)->offset))
@@ -55,8 +56,8 @@ int sp_opt_parse_int(const char *s, int64_t *out)
         neg = *s == '-';
         s++;
     }
-    const char *end = opt_digits(s, neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, &v,
-                                 &overflow);
+    const char *end =
+        opt_digits(s, neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, &v, &overflow);
     if (end == NULL || *end != '\0') {
         return -1;
     }
@@ -96,8 +97,7 @@ static const struct opt_unit duration_units[] = {
     {"h", 60 * 60 * 1000},
 };
 
-static int opt_parse_units(const char *s, const struct opt_unit *units, size_t nunits,
-                           int64_t *out)
+static int opt_parse_units(const char *s, const struct opt_unit *units, size_t nunits, int64_t *out)
 {
     bool overflow;
     uint64_t v;
@@ -474,8 +474,8 @@ static int opt_set_scalar(const struct sp_opt_ctx *ctx, const struct sp_opt *o, 
     }
 }
 
-static int opt_set_strlist(const struct sp_opt_ctx *ctx, const struct sp_opt *o,
-                           struct sp_node *v, void *conf)
+static int opt_set_strlist(const struct sp_opt_ctx *ctx, const struct sp_opt *o, struct sp_node *v,
+                           void *conf)
 {
     struct sp_strlist *sl = OPT_FIELD(conf, o, struct sp_strlist);
     int errors = 0;
@@ -484,9 +484,6 @@ static int opt_set_strlist(const struct sp_opt_ctx *ctx, const struct sp_opt *o,
         sl->items = sp_xcalloc(1, sizeof(char *));
         sl->items[0] = sp_xstrdup(v->str);
         sl->n = 1;
-        if ((o->flags & SP_OPT_SECRET) != 0) {
-            v->secret = true;
-        }
         return 0;
     }
     if (v->kind != SP_NODE_SEQ) {
@@ -502,13 +499,10 @@ static int opt_set_strlist(const struct sp_opt_ctx *ctx, const struct sp_opt *o,
     for (int i = 0; i < v->n; i++) {
         struct sp_node *item = v->items[i];
         if (item->kind != SP_NODE_SCALAR || sp_node_is_null(item)) {
-            opt_err(ctx, item, "%s \"%s\" must be a list of strings; item %d is %s",
-                    opt_noun(ctx), o->name, i + 1, sp_node_kind_name(item));
+            opt_err(ctx, item, "%s \"%s\" must be a list of strings; item %d is %s", opt_noun(ctx),
+                    o->name, i + 1, sp_node_kind_name(item));
             errors++;
             continue;
-        }
-        if ((o->flags & SP_OPT_SECRET) != 0) {
-            item->secret = true;
         }
         sl->items[sl->n++] = sp_xstrdup(item->str);
     }
@@ -537,9 +531,6 @@ static int opt_set_map(const struct sp_opt_ctx *ctx, const struct sp_opt *o, str
             errors++;
             continue;
         }
-        if ((o->flags & SP_OPT_SECRET) != 0) {
-            val->secret = true;
-        }
         sm->keys[sm->n] = sp_xstrdup(v->pairs[i].key->str);
         sm->values[sm->n] = sp_xstrdup(sp_node_is_null(val) ? "" : val->str);
         sm->n++;
@@ -547,9 +538,25 @@ static int opt_set_map(const struct sp_opt_ctx *ctx, const struct sp_opt *o, str
     return errors;
 }
 
+/* Mark v and everything under it secret, whatever its shape (even a wrong one). */
+static void opt_mark_secret(struct sp_node *v)
+{
+    v->secret = true;
+    for (int i = 0; v->kind == SP_NODE_SEQ && i < v->n; i++) {
+        opt_mark_secret(v->items[i]);
+    }
+    for (int i = 0; v->kind == SP_NODE_MAP && i < v->n; i++) {
+        opt_mark_secret(v->pairs[i].key);
+        opt_mark_secret(v->pairs[i].value);
+    }
+}
+
 static int opt_set(const struct sp_opt_ctx *ctx, const struct sp_opt *o, struct sp_node *v,
                    void *conf)
 {
+    if ((o->flags & SP_OPT_SECRET) != 0) {
+        opt_mark_secret(v);
+    }
     if (o->type == SP_OPT_T_STRLIST) {
         return opt_set_strlist(ctx, o, v, conf);
     }
@@ -560,9 +567,6 @@ static int opt_set(const struct sp_opt_ctx *ctx, const struct sp_opt *o, struct 
         opt_err(ctx, v, "%s \"%s\" must be %s, not %s", opt_noun(ctx), o->name, opt_expected(o),
                 sp_node_kind_name(v));
         return 1;
-    }
-    if ((o->flags & SP_OPT_SECRET) != 0) {
-        v->secret = true;
     }
     return opt_set_scalar(ctx, o, v, conf);
 }
@@ -723,8 +727,8 @@ int sp_opt_apply(const struct sp_opt *opts, struct sp_node *map, const struct sp
         if (opt_default(o, conf) != 0) {
             struct sp_loc none = {NULL, 0, 0};
             sp_diag_error(ctx->d, map != NULL ? &map->loc : &none, 1,
-                          "internal error: bad default \"%s\" for %s \"%s\"", o->def,
-                          opt_noun(ctx), o->name);
+                          "internal error: bad default \"%s\" for %s \"%s\"", o->def, opt_noun(ctx),
+                          o->name);
         }
     }
     free(seen);

@@ -7,9 +7,10 @@
 #ifndef SIPHON_CONFIG_SCHEMA_H
 #define SIPHON_CONFIG_SCHEMA_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <stdbool.h>
 
 #include "config/config.h"
 #include "config/yaml.h"

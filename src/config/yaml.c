@@ -11,12 +11,13 @@
  * (`<<`) are plain keys here. No YAML typing happens here: scalars stay text
  * and the validator (config/schema.c) decides what they mean.
  */
+#include "config/yaml.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
 #include "config/diag.h"
-#include "config/yaml.h"
 #include "core/err.h"
 
 #define YAML_MAX_NODES 100000 /* after alias expansion */
@@ -229,8 +230,8 @@ static struct sp_loc yb_offset_loc(const char *file, const char *text, size_t le
     return loc;
 }
 
-static void yb_syntax_error(const yaml_parser_t *p, const char *file, const char *text,
-                            size_t len, struct sp_diag *d)
+static void yb_syntax_error(const yaml_parser_t *p, const char *file, const char *text, size_t len,
+                            struct sp_diag *d)
 {
     const char *problem = p->problem != NULL ? p->problem : "unknown error";
     struct sp_diag_item *it;
@@ -256,6 +257,9 @@ static void yb_syntax_error(const yaml_parser_t *p, const char *file, const char
         sp_diag_hint(it, "YAML does not allow tabs for indentation; use spaces");
     } else if (strstr(problem, "mapping values are not allowed") != NULL) {
         sp_diag_hint(it, "a value containing \": \" must be quoted");
+    } else if (strstr(problem, "did not find expected ','") != NULL) {
+        sp_diag_hint(it, "check the brackets; inside { } or [ ], values containing { } [ ] or , "
+                         "(such as ${...}) must be quoted");
     }
 }
 
@@ -298,7 +302,7 @@ int sp_yaml_parse(const char *file, const char *text, size_t len, struct sp_yaml
         };
         doc->root = yb_build(&b, 1, 0);
         free(b.active);
-        if (b.errors > 0) {
+        if (b.stop) {
             rc = SP_EINVAL;
             goto out;
         }

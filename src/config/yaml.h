@@ -11,8 +11,9 @@
 #ifndef SIPHON_CONFIG_YAML_H
 #define SIPHON_CONFIG_YAML_H
 
-#include <stdbool.h>
 #include <stddef.h>
+
+#include <stdbool.h>
 
 #include "config/config.h"
 
@@ -46,16 +47,18 @@ struct sp_node {
 };
 
 struct sp_yaml_doc {
-    const char *file;     /* not owned: must outlive the document */
-    char *text;           /* copy of the source, for diagnostics */
+    const char *file; /* not owned: must outlive the document */
+    char *text;       /* copy of the source, for diagnostics */
     size_t len;
     struct sp_node *root; /* NULL for an empty document */
 };
 
 /*
- * Parse text (len bytes) named file. On success returns 0 and *out (root
- * may be NULL for an empty file). Syntax errors, duplicate keys, non-scalar
- * keys and other problems go to d; then SP_EINVAL and *out is NULL.
+ * Parse text (len bytes) named file. Returns 0 and *out (root may be NULL
+ * for an empty file) whenever a tree could be built: duplicate keys,
+ * non-scalar keys (left out of the tree) and NUL bytes are reported to d but
+ * do not stop loading, so later checks can report more. Syntax errors and
+ * alias loops or bombs return SP_EINVAL with *out NULL.
  */
 int sp_yaml_parse(const char *file, const char *text, size_t len, struct sp_yaml_doc **out,
                   struct sp_diag *d);

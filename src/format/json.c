@@ -8,9 +8,10 @@
  * This file only encodes; it does not decide which events exist (BEGIN and
  * COMMIT never reach a format) nor where records go.
  */
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -56,8 +57,7 @@ static int64_t json_us_to_ms(int64_t us)
  * the placeholder.
  */
 static int json_put_value(const struct sp_format *fmt, const struct sp_event *ev,
-                          const struct sp_tuple *tup, int i, struct sp_buf *out,
-                          struct sp_err *err)
+                          const struct sp_tuple *tup, int i, struct sp_buf *out, struct sp_err *err)
 {
     const struct sp_column *col = &ev->rel->cols[i];
     const struct sp_datum *d = &tup->cols[i];
@@ -149,7 +149,8 @@ static void json_put_message(const struct sp_event *ev, struct sp_buf *out)
     } else {
         sp_buf_puts(out, "\"\"");
     }
-    sp_buf_puts(out, ev->msg_transactional ? ",\"transactional\":true}" : ",\"transactional\":false}");
+    sp_buf_puts(out,
+                ev->msg_transactional ? ",\"transactional\":true}" : ",\"transactional\":false}");
 }
 
 static void json_put_source(const struct sp_event *ev, struct sp_buf *out)
@@ -189,8 +190,8 @@ static int json_put_key(const struct sp_format *fmt, const struct sp_event *ev, 
     return json_put_row(fmt, ev, tup, true, key, err);
 }
 
-static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev,
-                             struct sp_buf *value, struct sp_err *err)
+static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *value,
+                             struct sp_err *err)
 {
     int rc = 0;
     sp_buf_puts(value, "{\"before\":");
@@ -205,8 +206,8 @@ static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev,
         rc = json_put_tuple_or_null(fmt, ev, ev->before, ev->before_key_only, value, err);
         if (rc == 0) {
             sp_buf_puts(value, ",\"after\":");
-            rc = json_put_tuple_or_null(fmt, ev, ev->op == SP_OP_UPDATE ? ev->after : NULL,
-                                        false, value, err);
+            rc = json_put_tuple_or_null(fmt, ev, ev->op == SP_OP_UPDATE ? ev->after : NULL, false,
+                                        value, err);
         }
         break;
     case SP_OP_TRUNCATE:

@@ -17,14 +17,26 @@
 #include "source/pg/pgoutput.h"
 #include "source/pg/relcache.h"
 
+/* libFuzzer's entry point: the name is libFuzzer's, hence no sp_ prefix. */
+/* NOLINTNEXTLINE(readability-identifier-naming) */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Refuse relations named "fail", to drive the callback's error path. */
+/* Refuse relations and types named "fail", to drive the callbacks' error paths. */
 static int fz_on_relation(void *ctx, struct sp_relation *rel, struct sp_err *err)
 {
     (void)ctx;
     if (strcmp(rel->table, "fail") == 0) {
         return sp_err_set(err, SP_EINVAL, "refused");
+    }
+    return 0;
+}
+
+static int fz_on_type(void *ctx, uint32_t oid, const char *schema, const char *name,
+                      struct sp_err *err)
+{
+    (void)ctx;
+    if (strcmp(name, "fail") == 0) {
+        return sp_err_set(err, SP_EINVAL, "type %u in \"%s\" refused", oid, schema);
     }
     return 0;
 }
@@ -69,6 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sp_pgo_init(&d, rc);
     d.on_relation = fz_on_relation;
+    d.on_type = fz_on_type;
     d.source_name = "fuzz";
     sp_event_list_init(&out);
     while (size >= 4) {

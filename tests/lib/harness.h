@@ -23,10 +23,10 @@
 #ifndef SIPHON_TESTS_LIB_HARNESS_H
 #define SIPHON_TESTS_LIB_HARNESS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 #include "util/mem.h"
 
@@ -38,9 +38,9 @@
  * as described above. Use as `return SP_TEST_RUN_GROUP("harness", tests,
  * setup, teardown);`. The caller includes <cmocka.h>.
  */
-#define SP_TEST_RUN_GROUP(name, tests, setup, teardown)                                            \
-    (sp_test_begin(), sp_test_finish(cmocka_run_group_tests_name((name), (tests), (setup),        \
-                                                                 (teardown))))
+#define SP_TEST_RUN_GROUP(name, tests, setup, teardown) \
+    (sp_test_begin(),                                   \
+     sp_test_finish(cmocka_run_group_tests_name((name), (tests), (setup), (teardown))))
 
 void sp_test_begin(void);
 /* failed: the number of failed tests; returns it. Stops what is still running. */
@@ -58,7 +58,7 @@ const char *sp_test_siphon_bin(void);
 struct sp_pg;
 
 struct sp_pg_opts {
-    const char *tag;               /* in the temp dir name; default "pg" */
+    const char *tag; /* in the temp dir name; default "pg" */
     /*
      * NULL-terminated list of postgresql.conf lines appended after the
      * harness's own settings, so they win: "wal_level=replica",
@@ -118,8 +118,8 @@ long sp_test_sql_long(PGconn *c, const char *fmt, ...) SP_PRINTF(2, 3);
  * Repeats the query until its first value equals expected (NULL: SQL NULL)
  * or timeout_ms passes; returns whether it matched. Fails on SQL errors.
  */
-bool sp_test_sql_poll_until(PGconn *c, const char *expected, int timeout_ms, const char *fmt,
-                            ...) SP_PRINTF(4, 5);
+bool sp_test_sql_poll_until(PGconn *c, const char *expected, int timeout_ms, const char *fmt, ...)
+    SP_PRINTF(4, 5);
 
 /* ---- child processes ----------------------------------------------------- */
 

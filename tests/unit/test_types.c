@@ -4,10 +4,11 @@
  * Inputs are what PostgreSQL 15 prints with the session settings types.h
  * lists; expected outputs follow DESIGN.md's "Event format json" table.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -247,8 +248,9 @@ static void jsonb_is_embedded_compactly(void **state)
     check(3802, "{\"a\": [1, 2.50, {\"b\": null}], \"c\": \"x\\\"y\\\\u0041\\n\"}",
           "{\"a\":[1,2.50,{\"b\":null}],\"c\":\"x\\\"y\\\\u0041\\n\"}");
     check(3802, "{\"gift\": true}", "{\"gift\":true}");
-    check(3802, "{\"big\": 123456789012345678901234567890.123456789012345678901234567890, "
-                "\"neg\": -0.000000000000000000001, \"exp\": 1E+400}",
+    check(3802,
+          "{\"big\": 123456789012345678901234567890.123456789012345678901234567890, "
+          "\"neg\": -0.000000000000000000001, \"exp\": 1E+400}",
           "{\"big\":123456789012345678901234567890.123456789012345678901234567890,"
           "\"neg\":-0.000000000000000000001,\"exp\":1E+400}");
     check(3802, "{\"a\": {\"b\": {\"c\": [[], {}, [[1]]]}}, \"k y\": \"v, :{}[]\"}",
@@ -283,11 +285,14 @@ static void malformed_json_is_rejected(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "",           " ",       "{",         "}",         "[1,]",      "[,1]",     "{\"a\" 1}",
-        "{1:2}",      "{\"a\":}", "{\"a\":1,}", "01",        "1.",        ".5",       "-",
-        "1e",         "tru",     "nul",       "True",      "[1 2]",     "\"abc",    "\"\\x\"",
-        "\"\\u12g4\"", "{}}",     "[]]",       "{]",        "[}",        "1 2",      "NaN",
-        "'a'",        "[1]x",    "\"\\u12\"", "{\"a\":1 \"b\":2}",
+        "",         " ",           "{",         "}",
+        "[1,]",     "[,1]",        "{\"a\" 1}", "{1:2}",
+        "{\"a\":}", "{\"a\":1,}",  "01",        "1.",
+        ".5",       "-",           "1e",        "tru",
+        "nul",      "True",        "[1 2]",     "\"abc",
+        "\"\\x\"",  "\"\\u12g4\"", "{}}",       "[]]",
+        "{]",       "[}",          "1 2",       "NaN",
+        "'a'",      "[1]x",        "\"\\u12\"", "{\"a\":1 \"b\":2}",
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(bad); i++) {
         check_bad(3802, bad[i]);
@@ -408,11 +413,25 @@ static void intervals_in_iso_8601_style_pass_through(void **state)
 {
     (void)state;
     static const char *const same[] = {
-        "P1Y2M3DT4H5M6.5S", "P-1Y-2M3DT-4H-5M-6.5S", "PT0S",          "PT-0.5S",
-        "PT100H",           "P1M",                   "P-1D",          "P1DT-1S",
-        "PT-1S",            "PT5M",                  "PT-4M-57S",     "P178000000Y",
-        "P-178000000Y",     "PT2562047788H",         "PT-5M-3.000001S", "P-1DT2H",
-        "P11M",             "P1Y",                   "PT0.000001S",
+        "P1Y2M3DT4H5M6.5S",
+        "P-1Y-2M3DT-4H-5M-6.5S",
+        "PT0S",
+        "PT-0.5S",
+        "PT100H",
+        "P1M",
+        "P-1D",
+        "P1DT-1S",
+        "PT-1S",
+        "PT5M",
+        "PT-4M-57S",
+        "P178000000Y",
+        "P-178000000Y",
+        "PT2562047788H",
+        "PT-5M-3.000001S",
+        "P-1DT2H",
+        "P11M",
+        "P1Y",
+        "PT0.000001S",
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(same); i++) {
         char want[64];
@@ -457,11 +476,32 @@ static void malformed_intervals_are_rejected(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "",          "P",          "PT",         "P1H",          "PT1D",     "P1.5Y",
-        "P1Y1Y",     "PT1S1M",     "P1M1Y",      "PT+1S",        "P1YT",     "PTT1S",
-        "P1",        "1 fortnight", "1 year 2",  "1 year  2 mons", "@ 1 year", "1-2",
-        "1 day 1 year", "1:2:3",   "00:00:60",   "00:60:00",     "1 year ",  " 1 year",
-        "00:00:00 ", "1 days 00:00:00 x",
+        "",
+        "P",
+        "PT",
+        "P1H",
+        "PT1D",
+        "P1.5Y",
+        "P1Y1Y",
+        "PT1S1M",
+        "P1M1Y",
+        "PT+1S",
+        "P1YT",
+        "PTT1S",
+        "P1",
+        "1 fortnight",
+        "1 year 2",
+        "1 year  2 mons",
+        "@ 1 year",
+        "1-2",
+        "1 day 1 year",
+        "1:2:3",
+        "00:00:60",
+        "00:60:00",
+        "1 year ",
+        " 1 year",
+        "00:00:00 ",
+        "1 days 00:00:00 x",
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(bad); i++) {
         check_bad(1186, bad[i]);
@@ -484,7 +524,8 @@ static void arrays_of_numbers(void **state)
     check(1007, " { 1 , 2 } ", "[1,2]");
     check(1016, "{9223372036854775807,-9223372036854775808}",
           "[9223372036854775807,-9223372036854775808]");
-    check(1022, "{1.5,NaN,Infinity,-Infinity,1e+100}", "[1.5,\"NaN\",\"Infinity\",\"-Infinity\",1e+100]");
+    check(1022, "{1.5,NaN,Infinity,-Infinity,1e+100}",
+          "[1.5,\"NaN\",\"Infinity\",\"-Infinity\",1e+100]");
     check(1231, "{1.50,NaN,-Infinity,123456789012345678901234567890.000000001}",
           "[\"1.50\",\"NaN\",\"-Infinity\",\"123456789012345678901234567890.000000001\"]");
     check(1000, "{t,f,NULL}", "[true,false,null]");
@@ -535,10 +576,11 @@ static void malformed_arrays_are_rejected(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "",        "{1,2",      "{1,,2}",     "1,2",          "{1}x",      "{{1},2}",
-        "{1,{2}}", "{\"a}",     "{\"a\"b}",      "[0:1]{1,2}",   "[0:1={1}",  "[a:1]={1}",
-        "{,}",     "{1,}",      "{{1}{2}}",   "{{{{{{{1}}}}}}}", "{a\\}",   "}",
-        "{1\"2\"}",
+        "",         "{1,2",       "{1,,2}",   "1,2",
+        "{1}x",     "{{1},2}",    "{1,{2}}",  "{\"a}",
+        "{\"a\"b}", "[0:1]{1,2}", "[0:1={1}", "[a:1]={1}",
+        "{,}",      "{1,}",       "{{1}{2}}", "{{{{{{{1}}}}}}}",
+        "{a\\}",    "}",          "{1\"2\"}",
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(bad); i++) {
         check_bad(1009, bad[i]);

@@ -364,6 +364,10 @@ static int pg_handle_copydata(struct pg_state *st, const uint8_t *buf, size_t le
     struct sp_event *ev;
     while ((ev = sp_event_list_pop(&st->out)) != NULL) {
         ev->source_name = st->src->name;
+        if (ev->op == SP_OP_MESSAGE && !ev->msg_transactional) {
+            /* Not part of a transaction: no commit time; use the time it was seen. */
+            ev->commit_time_us = sp_time_now_us();
+        }
         rc = st->src->emit(st->src->emit_ctx, ev, err);
         if (rc != 0) {
             sp_event_list_free(&st->out);

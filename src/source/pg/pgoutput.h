@@ -22,8 +22,9 @@
 /*
  * Called for each decoded Relation message before the new version is stored,
  * so the caller can resolve rel->cols[i].type (the decoder leaves it NULL).
- * rel is borrowed for the call. A non-zero return (with err filled) fails the
- * decode with that code and the version is not stored.
+ * rel is borrowed for the call; its version is set only when it is stored. A
+ * non-zero return (with err filled) fails the decode with that code and the
+ * version is not stored.
  */
 typedef int (*sp_pgo_relation_fn)(void *ctx, struct sp_relation *rel, struct sp_err *err);
 

@@ -37,10 +37,10 @@ struct tc_builtin {
     struct sp_type array;
 };
 
-#define TC_PAIR(i, oid, kind, delim, name, array_oid)                                           \
-    {                                                                                          \
-        {(oid), (kind), (delim), NULL, name},                                                  \
-            {(array_oid), SP_TYPE_ARRAY, (delim), &tc_builtins[(i)].scalar, "_" name},         \
+#define TC_PAIR(i, oid, kind, delim, name, array_oid)                                  \
+    {                                                                                  \
+        {(oid), (kind), (delim), NULL, name},                                          \
+            {(array_oid), SP_TYPE_ARRAY, (delim), &tc_builtins[(i)].scalar, "_" name}, \
     }
 
 /*
@@ -120,7 +120,7 @@ struct sp_typcache *sp_typcache_new(sp_typ_lookup_fn lookup, void *ctx)
     tc->lookup = lookup;
     tc->ctx = ctx;
     tc->cap = 64;
-    tc->slots = sp_xcalloc(tc->cap, sizeof(*tc->slots));
+    tc->slots = sp_xcalloc(tc->cap, sizeof(struct tc_entry *));
     return tc;
 }
 
@@ -159,7 +159,7 @@ static void tc_insert(struct sp_typcache *tc, struct tc_entry *ent)
         struct tc_entry **old = tc->slots;
         size_t oldcap = tc->cap;
         tc->cap *= 2;
-        tc->slots = sp_xcalloc(tc->cap, sizeof(*tc->slots));
+        tc->slots = sp_xcalloc(tc->cap, sizeof(struct tc_entry *));
         for (size_t i = 0; i < oldcap; i++) {
             if (old[i] != NULL) {
                 tc->slots[tc_slot(tc, old[i]->type.oid)] = old[i];
@@ -334,8 +334,8 @@ static int tc_bad(struct sp_err *err, const struct sp_type *t, const char *text,
             shown[i] = '?';
         }
     }
-    return sp_err_set(err, SP_EINVAL, "invalid input syntax for type %s: \"%s%s\"",
-                      tc_type_name(t), shown, n < len ? "..." : "");
+    return sp_err_set(err, SP_EINVAL, "invalid input syntax for type %s: \"%s%s\"", tc_type_name(t),
+                      shown, n < len ? "..." : "");
 }
 
 /* True if [p, e) is exactly s. */
@@ -579,12 +579,12 @@ static void tc_put_time(struct sp_buf *out, const struct tc_ts *ts)
 /* Shift a timestamp with an offset to UTC; the fraction is unaffected. */
 static void tc_to_utc(struct tc_ts *ts)
 {
-    int64_t off = ts->tzsign * (ts->tzh * 3600 + ts->tzm * 60 + ts->tzs);
+    int64_t off = (int64_t)ts->tzsign * ((int64_t)ts->tzh * 3600 + (int64_t)ts->tzm * 60 + ts->tzs);
     if (off == 0) {
         return;
     }
     int64_t days = tc_days_from_civil(ts->year, ts->mon, ts->day);
-    int64_t secs = (int64_t)ts->hour * 3600 + ts->min * 60 + ts->sec - off;
+    int64_t secs = (int64_t)ts->hour * 3600 + (int64_t)ts->min * 60 + ts->sec - off;
     int64_t q = secs / 86400;
     int64_t r = secs % 86400;
     if (r < 0) {
@@ -805,8 +805,7 @@ static bool tc_parse_iv_pg(const char *p, const char *e, struct tc_iv *iv)
                 v = -v;
             }
             if (!tc_digits(&p, e, 2, 2, &mi) || !tc_char(&p, e, ':') ||
-                !tc_digits(&p, e, 2, 2, &s) || !tc_frac(&p, e, iv) || p != e || mi > 59 ||
-                s > 59) {
+                !tc_digits(&p, e, 2, 2, &s) || !tc_frac(&p, e, iv) || p != e || mi > 59 || s > 59) {
                 return false;
             }
             int neg = sign == '-' ? -1 : 1;
@@ -910,7 +909,7 @@ void sp_json_put_base64(struct sp_buf *out, const void *data, size_t n)
         uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
         *d++ = b64[v >> 18];
         *d++ = b64[(v >> 12) & 63];
-        *d++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        *d++ = (char)(i + 1 < n ? b64[(v >> 6) & 63] : '=');
         *d++ = '=';
     }
     *d++ = '"';
@@ -933,8 +932,8 @@ static int tc_hexval(char c)
 }
 
 /* bytea_output hex ("\x0a0b") or escape ("a\\b\001"); both decode to bytes. */
-static int tc_conv_bytea(const struct sp_type *t, const char *text, size_t len,
-                         struct sp_buf *out, struct sp_err *err)
+static int tc_conv_bytea(const struct sp_type *t, const char *text, size_t len, struct sp_buf *out,
+                         struct sp_err *err)
 {
     unsigned char *bytes = sp_xmalloc(len + 1);
     size_t n = 0;
@@ -983,6 +982,34 @@ static bool tc_json_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Copy the escape sequence at *pp (a backslash) as written, if it is valid JSON. */
+static bool tc_json_escape(const char **pp, const char *e, struct sp_buf *out)
+{
+    const char *p = *pp;
+    if (e - p < 2) {
+        return false;
+    }
+    if (p[1] == 'u') {
+        if (e - p < 6) {
+            return false;
+        }
+        for (int i = 2; i < 6; i++) {
+            if (tc_hexval(p[i]) < 0) {
+                return false;
+            }
+        }
+        sp_buf_append(out, p, 6);
+        *pp = p + 6;
+        return true;
+    }
+    if (p[1] == '\0' || strchr("\"\\/bfnrt", p[1]) == NULL) {
+        return false;
+    }
+    sp_buf_append(out, p, 2);
+    *pp = p + 2;
+    return true;
+}
+
 /*
  * Copy the JSON string at *pp (opening quote included). Escapes are kept as
  * written; raw control characters get escaped and invalid UTF-8 becomes
@@ -1010,24 +1037,7 @@ static bool tc_json_string(const char **pp, const char *e, struct sp_buf *out)
             return true;
         }
         if (c == '\\') {
-            if (p + 1 >= e) {
-                return false;
-            }
-            if (p[1] == 'u') {
-                if (e - p < 6) {
-                    return false;
-                }
-                for (int i = 2; i < 6; i++) {
-                    if (tc_hexval(p[i]) < 0) {
-                        return false;
-                    }
-                }
-                sp_buf_append(out, p, 6);
-                p += 6;
-            } else if (strchr("\"\\/bfnrt", p[1]) != NULL && p[1] != '\0') {
-                sp_buf_append(out, p, 2);
-                p += 2;
-            } else {
+            if (!tc_json_escape(&p, e, out)) {
                 return false;
             }
         } else if (c < 0x20) {
@@ -1077,7 +1087,7 @@ static bool tc_json_rewrite(const char *p, const char *e, struct sp_buf *out)
             break;
         }
         char c = *p;
-        char top = stack.len > 0 ? stack.data[stack.len - 1] : '\0';
+        char top = (char)(stack.len > 0 ? stack.data[stack.len - 1] : '\0');
         if (st == TJ_AFTER) {
             if (c == ',' && top != '\0') {
                 sp_buf_putc(out, ',');
@@ -1140,8 +1150,8 @@ static bool tc_json_rewrite(const char *p, const char *e, struct sp_buf *out)
         } else {
             static const char *const lits[] = {"true", "false", "null"};
             size_t i = 0;
-            while (i < SP_ARRAY_LEN(lits) &&
-                   ((size_t)(e - p) < strlen(lits[i]) || memcmp(p, lits[i], strlen(lits[i])))) {
+            while (i < SP_ARRAY_LEN(lits) && ((size_t)(e - p) < strlen(lits[i]) ||
+                                              memcmp(p, lits[i], strlen(lits[i])) != 0)) {
                 i++;
             }
             if (i == SP_ARRAY_LEN(lits)) {
@@ -1276,8 +1286,8 @@ static int tc_arr_level(struct tc_arr *a, int dim, struct sp_err *err)
             if (kind == 0) {
                 sp_buf_puts(a->out, "null");
             } else {
-                int rc = tc_convert(a->t->elem, a->elem.data, a->elem.len, a->out, a->depth + 1,
-                                    err);
+                int rc =
+                    tc_convert(a->t->elem, a->elem.data, a->elem.len, a->out, a->depth + 1, err);
                 if (rc < 0) {
                     sp_err_prefix(err, "element of %s", tc_type_name(a->t));
                     return rc;
@@ -1318,14 +1328,14 @@ static bool tc_arr_bounds(struct tc_arr *a)
     return tc_char(&a->p, a->e, '=');
 }
 
-static int tc_conv_array(const struct sp_type *t, const char *text, size_t len,
-                         struct sp_buf *out, int depth, struct sp_err *err)
+static int tc_conv_array(const struct sp_type *t, const char *text, size_t len, struct sp_buf *out,
+                         int depth, struct sp_err *err)
 {
     struct tc_arr a = {
         .t = t,
         .p = text,
         .e = text + len,
-        .delim = t->delim != '\0' ? t->delim : ',',
+        .delim = (char)(t->delim != '\0' ? t->delim : ','),
         .out = out,
         .depth = depth,
     };
@@ -1357,10 +1367,90 @@ static int tc_conv_array(const struct sp_type *t, const char *text, size_t len,
 /* Dispatch                                                                 */
 /* ------------------------------------------------------------------------ */
 
+static bool tc_is_special_float(const char *p, const char *e)
+{
+    return tc_eq(p, e, "NaN") || tc_eq(p, e, "Infinity") || tc_eq(p, e, "-Infinity");
+}
+
+/* numeric_out never uses an exponent: [-]digits[.digits], or a special value. */
+static bool tc_valid_numeric(const char *p, const char *e)
+{
+    if (tc_is_special_float(p, e)) {
+        return true;
+    }
+    tc_char(&p, e, '-');
+    const char *d = p;
+    while (p < e && tc_isdigit(*p)) {
+        p++;
+    }
+    if (p == d) {
+        return false;
+    }
+    if (tc_char(&p, e, '.')) {
+        d = p;
+        while (p < e && tc_isdigit(*p)) {
+            p++;
+        }
+        if (p == d) {
+            return false;
+        }
+    }
+    return p == e;
+}
+
+/* Kinds whose text is validated, then written as is or as a string. */
+static int tc_conv_scalar(const struct sp_type *t, const char *text, size_t len, struct sp_buf *out,
+                          struct sp_err *err)
+{
+    const char *e = text + len;
+    switch (t->kind) {
+    case SP_TYPE_INT:
+        if (tc_scan_number(text, e, true) != e) {
+            return tc_bad(err, t, text, len);
+        }
+        sp_buf_append(out, text, len);
+        return 0;
+    case SP_TYPE_FLOAT:
+        if (tc_is_special_float(text, e)) {
+            sp_buf_put_json_str(out, text, len);
+        } else if (tc_scan_number(text, e, false) == e) {
+            sp_buf_append(out, text, len);
+        } else {
+            return tc_bad(err, t, text, len);
+        }
+        return 0;
+    case SP_TYPE_NUMERIC:
+        if (!tc_valid_numeric(text, e)) {
+            return tc_bad(err, t, text, len);
+        }
+        sp_buf_put_json_str(out, text, len);
+        return 0;
+    case SP_TYPE_BOOL:
+        if (tc_eq(text, e, "t") || tc_eq(text, e, "true")) {
+            sp_buf_puts(out, "true");
+        } else if (tc_eq(text, e, "f") || tc_eq(text, e, "false")) {
+            sp_buf_puts(out, "false");
+        } else {
+            return tc_bad(err, t, text, len);
+        }
+        return 0;
+    case SP_TYPE_JSON: {
+        size_t mark = out->len;
+        if (!tc_json_rewrite(text, e, out)) {
+            out->len = mark;
+            out->data[mark] = '\0';
+            return tc_bad(err, t, text, len);
+        }
+        return 0;
+    }
+    default:
+        return tc_bad(err, t, text, len);
+    }
+}
+
 static int tc_convert(const struct sp_type *t, const char *text, size_t len, struct sp_buf *out,
                       int depth, struct sp_err *err)
 {
-    const char *e = text + len;
     enum sp_type_kind kind = t != NULL ? t->kind : SP_TYPE_OTHER;
     if (depth > TC_MAX_DEPTH) {
         return sp_err_set(err, SP_EINVAL, "value of type %s nests too deep", tc_type_name(t));
@@ -1371,68 +1461,13 @@ static int tc_convert(const struct sp_type *t, const char *text, size_t len, str
         sp_buf_put_json_str(out, text, len);
         return 0;
     case SP_TYPE_INT:
-        if (tc_scan_number(text, e, true) != e) {
-            return tc_bad(err, t, text, len);
-        }
-        sp_buf_append(out, text, len);
-        return 0;
     case SP_TYPE_FLOAT:
-        if (tc_eq(text, e, "NaN") || tc_eq(text, e, "Infinity") || tc_eq(text, e, "-Infinity")) {
-            sp_buf_put_json_str(out, text, len);
-            return 0;
-        }
-        if (tc_scan_number(text, e, false) != e) {
-            return tc_bad(err, t, text, len);
-        }
-        sp_buf_append(out, text, len);
-        return 0;
-    case SP_TYPE_NUMERIC: {
-        /* numeric_out never uses an exponent: [-]digits[.digits] or a special. */
-        const char *p = text;
-        bool ok = tc_eq(text, e, "NaN") || tc_eq(text, e, "Infinity") ||
-                  tc_eq(text, e, "-Infinity");
-        if (!ok) {
-            tc_char(&p, e, '-');
-            const char *d = p;
-            while (p < e && tc_isdigit(*p)) {
-                p++;
-            }
-            ok = p > d;
-            if (ok && tc_char(&p, e, '.')) {
-                d = p;
-                while (p < e && tc_isdigit(*p)) {
-                    p++;
-                }
-                ok = p > d;
-            }
-            ok = ok && p == e;
-        }
-        if (!ok) {
-            return tc_bad(err, t, text, len);
-        }
-        sp_buf_put_json_str(out, text, len);
-        return 0;
-    }
+    case SP_TYPE_NUMERIC:
     case SP_TYPE_BOOL:
-        if (tc_eq(text, e, "t") || tc_eq(text, e, "true")) {
-            sp_buf_puts(out, "true");
-        } else if (tc_eq(text, e, "f") || tc_eq(text, e, "false")) {
-            sp_buf_puts(out, "false");
-        } else {
-            return tc_bad(err, t, text, len);
-        }
-        return 0;
+    case SP_TYPE_JSON:
+        return tc_conv_scalar(t, text, len, out, err);
     case SP_TYPE_BYTEA:
         return tc_conv_bytea(t, text, len, out, err);
-    case SP_TYPE_JSON: {
-        size_t mark = out->len;
-        if (!tc_json_rewrite(text, e, out)) {
-            out->len = mark;
-            out->data[mark] = '\0';
-            return tc_bad(err, t, text, len);
-        }
-        return 0;
-    }
     case SP_TYPE_DATE:
     case SP_TYPE_TIMESTAMP:
     case SP_TYPE_TIMESTAMPTZ:
@@ -1443,8 +1478,7 @@ static int tc_convert(const struct sp_type *t, const char *text, size_t len, str
         return tc_conv_interval(t, text, len, out, err);
     case SP_TYPE_ARRAY:
         if (t->elem == NULL) {
-            return sp_err_set(err, SP_EINVAL, "array type %s has no element type",
-                              tc_type_name(t));
+            return sp_err_set(err, SP_EINVAL, "array type %s has no element type", tc_type_name(t));
         }
         return tc_conv_array(t, text, len, out, depth, err);
     }
