@@ -13,6 +13,7 @@
  */
 #include "config/config.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -193,8 +194,11 @@ static int cfg_parse_ident(const char **p, char **out, const char *whole, struct
                               *s);
         }
         while (cfg_ident_char((unsigned char)*s)) {
-            char ch = *s++;
-            sp_buf_putc(&b, (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch);
+            static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+            static const char lower[] = "abcdefghijklmnopqrstuvwxyz";
+            const char *u = *s != '\0' ? strchr(upper, *s) : NULL;
+            sp_buf_putc(&b, u != NULL ? lower[u - upper] : *s);
+            s++;
         }
     }
     if (b.len > CFG_MAX_IDENT) {
@@ -566,6 +570,7 @@ static void cfg_stream_tables(struct cfg *c, const char *what, struct sp_node *i
             sp_diag_hint(it, "write table, schema.table or \"Quoted Schema\".\"Quoted Table\"");
             continue;
         }
+        assert(schema != NULL && table != NULL);
         int dup = -1;
         for (int j = 0; j < st->ntables; j++) {
             if (strcmp(st->tables[j].schema, schema) == 0 &&
@@ -859,6 +864,41 @@ static void cfg_collect_secrets(const struct sp_node *node, struct sp_diag_span 
     }
 }
 
+/* Names of every secret option of every plugin type (NULL-terminated; free the array only). */
+static const char **cfg_secret_keys(void)
+{
+    const char **keys = NULL;
+    size_t n = 0;
+    const struct sp_opt *tables[64];
+    size_t ntables = 0;
+    for (size_t i = 0; sp_registry_sources[i] != NULL && ntables < SP_ARRAY_LEN(tables); i++) {
+        tables[ntables++] = sp_registry_sources[i]->opts;
+    }
+    for (size_t i = 0; sp_registry_sinks[i] != NULL && ntables < SP_ARRAY_LEN(tables); i++) {
+        tables[ntables++] = sp_registry_sinks[i]->opts;
+    }
+    for (size_t t = 0; t < ntables; t++) {
+        for (const struct sp_opt *o = tables[t]; o != NULL && o->name != NULL; o++) {
+            if ((o->flags & SP_OPT_SECRET) == 0) {
+                continue;
+            }
+            bool have = false;
+            for (size_t k = 0; k < n && !have; k++) {
+                have = strcmp(keys[k], o->name) == 0;
+            }
+            if (!have) {
+                keys = sp_xrealloc(keys, sizeof(char *) * (n + 2));
+                keys[n++] = o->name;
+            }
+        }
+    }
+    if (keys == NULL) {
+        keys = sp_xcalloc(1, sizeof(char *));
+    }
+    keys[n] = NULL;
+    return keys;
+}
+
 static char *cfg_base_dir(const char *name)
 {
     const char *slash = strrchr(name, '/');
@@ -891,7 +931,9 @@ int sp_cfg_load_string(const char *name, const char *text, size_t len, sp_env_fn
     if (cfg->doc != NULL) {
         cfg_collect_secrets(cfg->doc->root, &spans, &nspans);
     }
-    sp_diag_attach_source(diag, cfg->file, text, len, spans, nspans);
+    const char **keys = cfg_secret_keys();
+    sp_diag_attach_source(diag, cfg->file, text, len, spans, nspans, keys);
+    free(keys);
     free(spans);
     /* sort what this load added into file order */
     struct sp_diag tail = *diag;

@@ -153,31 +153,19 @@ static int diag_chars(const char *line, int n)
     return chars;
 }
 
-static int diag_range_cmp(const void *a, const void *b)
-{
-    const int *x = a;
-    const int *y = b;
-    if (x[0] != y[0]) {
-        return (x[0] > y[0]) - (x[0] < y[0]);
-    }
-    return (x[1] > y[1]) - (x[1] < y[1]);
-}
-
 /*
  * Where byte offset pos of the original line lands in the masked line, given
  * the sorted, non-overlapping ranges each replaced by "****". An offset inside
  * a range lands at its start (or after the mask when is_end).
  */
-static int diag_map_pos(const int *ranges, int n, int pos, bool is_end)
+static int diag_map_pos(const struct sp_mask_range *r, int n, int pos, bool is_end)
 {
     int shift = 0;
     for (int i = 0; i < n; i++) {
-        int start = ranges[2 * i];
-        int end = ranges[2 * i + 1];
-        if (pos >= end) {
-            shift += 4 - (end - start);
-        } else if (pos > start) {
-            return start + shift + (is_end ? 4 : 0);
+        if (pos >= r[i].end) {
+            shift += 4 - (r[i].end - r[i].start);
+        } else if (pos > r[i].start) {
+            return r[i].start + shift + (is_end ? 4 : 0);
         } else {
             break;
         }
@@ -186,25 +174,10 @@ static int diag_map_pos(const int *ranges, int n, int pos, bool is_end)
 }
 
 /* Mask the ranges in line; returns the new line (heap) and maps the caret. */
-static char *diag_mask_line(const char *line, int *ranges, int n, struct sp_diag_item *it)
+static char *diag_mask_line(const char *line, struct sp_mask_range *r, int n,
+                            struct sp_diag_item *it)
 {
-    /* sort and merge overlapping ranges */
-    if (n > 1) {
-        qsort(ranges, (size_t)n, sizeof(int) * 2, diag_range_cmp);
-    }
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (m > 0 && ranges[2 * i] <= ranges[2 * (m - 1) + 1]) {
-            if (ranges[2 * i + 1] > ranges[2 * (m - 1) + 1]) {
-                ranges[2 * (m - 1) + 1] = ranges[2 * i + 1];
-            }
-            continue;
-        }
-        ranges[2 * m] = ranges[2 * i];
-        ranges[2 * m + 1] = ranges[2 * i + 1];
-        m++;
-    }
-
+    int m = sp_mask_normalize(r, n);
     int start = diag_col_to_byte(line, it->loc.col);
     int end = start;
     for (int c = 0; c < it->caret_len && line[end] != '\0'; c++) {
@@ -218,15 +191,15 @@ static char *diag_mask_line(const char *line, int *ranges, int n, struct sp_diag
     int pos = 0;
     sp_buf_init(&out);
     for (int i = 0; i < m; i++) {
-        sp_buf_append(&out, line + pos, (size_t)(ranges[2 * i] - pos));
+        sp_buf_append(&out, line + pos, (size_t)(r[i].start - pos));
         sp_buf_puts(&out, "****");
-        pos = ranges[2 * i + 1];
+        pos = r[i].end;
     }
     sp_buf_puts(&out, line + pos);
     char *masked = sp_buf_steal(&out);
 
-    int nstart = diag_map_pos(ranges, m, start, false);
-    int nend = diag_map_pos(ranges, m, end, true);
+    int nstart = diag_map_pos(r, m, start, false);
+    int nend = diag_map_pos(r, m, end, true);
     it->caret_col = diag_chars(masked, nstart) + 1;
     it->caret_len = diag_chars(masked + nstart, nend - nstart);
     if (it->caret_len < 1) {
@@ -235,8 +208,61 @@ static char *diag_mask_line(const char *line, int *ranges, int n, struct sp_diag
     return masked;
 }
 
+/* The value after "key:" on line: quoted, up to , or } in a flow mapping, or to the end. */
+static int diag_find_key_values(const char *line, const char *key, struct sp_mask_range **r, int n)
+{
+    size_t klen = strlen(key);
+    bool flow = false;
+    for (const char *p = line; *p != '\0'; p++) {
+        if (*p == '{') {
+            flow = true;
+        }
+        if (strncmp(p, key, klen) != 0 ||
+            (p > line && strchr(" \t{,\"'", p[-1]) == NULL && p[-1] != '-')) {
+            continue;
+        }
+        const char *q = p + klen;
+        if (*q == '"' || *q == '\'') {
+            q++;
+        }
+        while (*q == ' ' || *q == '\t') {
+            q++;
+        }
+        if (*q != ':' || (q[1] != ' ' && q[1] != '\t' && q[1] != '\0')) {
+            continue;
+        }
+        q++;
+        while (*q == ' ' || *q == '\t') {
+            q++;
+        }
+        const char *v = q;
+        if (*q == '"' || *q == '\'') {
+            char quote = *q++;
+            while (*q != '\0' && *q != quote) {
+                q += (*q == '\\' && quote == '"' && q[1] != '\0') ? 2 : 1;
+            }
+            if (*q == quote) {
+                q++;
+            }
+        } else {
+            while (*q != '\0' && !(flow && (*q == ',' || *q == '}'))) {
+                q++;
+            }
+        }
+        /* a reference is shown as written, as for spans */
+        char *raw = sp_xstrndup(v, (size_t)(q - v));
+        if (strstr(raw, "${") == NULL) {
+            n = sp_mask_push(r, n, (int)(v - line), (int)(q - line));
+        }
+        free(raw);
+        p = q - 1;
+    }
+    return n;
+}
+
 void sp_diag_attach_source(struct sp_diag *d, const char *file, const char *text, size_t len,
-                           const struct sp_diag_span *secrets, int nsecrets)
+                           const struct sp_diag_span *secrets, int nsecrets,
+                           const char *const *secret_keys)
 {
     for (int i = 0; i < d->n; i++) {
         struct sp_diag_item *it = &d->items[i];
@@ -267,7 +293,7 @@ void sp_diag_attach_source(struct sp_diag *d, const char *file, const char *text
             continue;
         }
 
-        int *ranges = NULL;
+        struct sp_mask_range *ranges = NULL;
         int n = 0;
         for (int s = 0; s < nsecrets; s++) {
             if (secrets[s].line != it->loc.line) {
@@ -277,12 +303,12 @@ void sp_diag_attach_source(struct sp_diag *d, const char *file, const char *text
             int b1 = diag_col_to_byte(line, secrets[s].col + secrets[s].len);
             char *raw = sp_xstrndup(line + b0, (size_t)(b1 - b0));
             if (strstr(raw, "${") == NULL) {
-                ranges = sp_xrealloc(ranges, sizeof(int) * 2 * (size_t)(n + 1));
-                ranges[2 * n] = b0;
-                ranges[2 * n + 1] = b1;
-                n++;
+                n = sp_mask_push(&ranges, n, b0, b1);
             }
             free(raw);
+        }
+        for (size_t k = 0; secret_keys != NULL && secret_keys[k] != NULL; k++) {
+            n = diag_find_key_values(line, secret_keys[k], &ranges, n);
         }
         n = sp_mask_find(line, &ranges, n);
         it->source_line = diag_mask_line(line, ranges, n, it);

@@ -39,21 +39,34 @@ void sp_diag_hint(struct sp_diag_item *it, const char *fmt, ...) SP_PRINTF(2, 3)
 
 /*
  * Give every item located in file (and still without one) its source line
- * from text, with secrets masked: the spans given and anything
- * sp_cfg_mask_conninfo would mask. Spans whose text holds a "${"
- * reference are shown as written.
+ * from text, with secrets masked: the spans given, anything
+ * sp_cfg_mask_conninfo would mask, and the value after any of secret_keys
+ * (NULL-terminated option names such as "connection"; may be NULL) written
+ * as a YAML key on the line, for lines whose secrets are not known as spans
+ * (a syntax error stops loading before options are known). Spans whose text
+ * holds a "${" reference are shown as written.
  */
 void sp_diag_attach_source(struct sp_diag *d, const char *file, const char *text, size_t len,
-                           const struct sp_diag_span *secrets, int nsecrets);
+                           const struct sp_diag_span *secrets, int nsecrets,
+                           const char *const *secret_keys);
 
 /* Sort items by file position (stable; items without a line first). */
 void sp_diag_sort(struct sp_diag *d);
 
+/* A byte range [start, end) of a line or string, to be shown as "****". */
+struct sp_mask_range {
+    int start;
+    int end;
+};
+
+/* Append [start, end) to *r (heap, grown as needed) unless empty; returns the new count. */
+int sp_mask_push(struct sp_mask_range **r, int n, int start, int end);
 /*
- * Where secrets are in s (NUL-terminated): appends [start, end) byte ranges
- * of passwords to *ranges (heap, grown as needed; pairs of ints) and
- * returns the new count of ranges. Used by sp_cfg_mask_conninfo.
+ * Where passwords are in s (NUL-terminated): `password=...` and the
+ * `user:pass@` of URIs. Appends their ranges to *r; returns the new count.
  */
-int sp_mask_find(const char *s, int **ranges, int n);
+int sp_mask_find(const char *s, struct sp_mask_range **r, int n);
+/* Sort r and merge overlapping ranges; returns the new count. */
+int sp_mask_normalize(struct sp_mask_range *r, int n);
 
 #endif

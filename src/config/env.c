@@ -78,7 +78,7 @@ static int env_read_file(const char *path, const char *base_dir, struct sp_buf *
         data.len += (size_t)got;
         data.data[data.len] = '\0';
         if (data.len > SP_ENV_FILE_MAX) {
-            rc = sp_err_set(err, SP_EINVAL, "file \"%s\" is larger than %d bytes", full,
+            rc = sp_err_set(err, SP_EINVAL, "file \"%s\" is larger than %zu bytes", full,
                             SP_ENV_FILE_MAX);
             goto out;
         }

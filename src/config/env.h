@@ -15,7 +15,7 @@
 #include "util/buf.h"
 
 /* Files read by ${file:PATH} may be at most this large. */
-#define SP_ENV_FILE_MAX (1024 * 1024)
+#define SP_ENV_FILE_MAX ((size_t)1 << 20)
 
 /*
  * Expand s (len bytes) into out (appended). lookup resolves names (NULL:

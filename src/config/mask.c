@@ -16,14 +16,14 @@
 #include "config/diag.h"
 #include "util/buf.h"
 
-static int mask_push(int **ranges, int n, int start, int end)
+int sp_mask_push(struct sp_mask_range **r, int n, int start, int end)
 {
     if (end <= start) {
         return n;
     }
-    *ranges = sp_xrealloc(*ranges, sizeof(int) * 2 * (size_t)(n + 1));
-    (*ranges)[2 * n] = start;
-    (*ranges)[2 * n + 1] = end;
+    *r = sp_xrealloc(*r, sizeof(**r) * (size_t)(n + 1));
+    (*r)[n].start = start;
+    (*r)[n].end = end;
     return n + 1;
 }
 
@@ -36,7 +36,7 @@ static bool mask_is_value_end(char c, bool uri)
 }
 
 /* `scheme://user:pass@host`: the part between the first ':' of the userinfo and its last '@'. */
-static int mask_find_userinfo(const char *s, int **ranges, int n)
+static int mask_find_userinfo(const char *s, struct sp_mask_range **r, int n)
 {
     const char *p = s;
     while ((p = strstr(p, "://")) != NULL) {
@@ -53,7 +53,7 @@ static int mask_find_userinfo(const char *s, int **ranges, int n)
         if (at != NULL) {
             const char *colon = memchr(start, ':', (size_t)(at - start));
             if (colon != NULL) {
-                n = mask_push(ranges, n, (int)(colon + 1 - s), (int)(at - s));
+                n = sp_mask_push(r, n, (int)(colon + 1 - s), (int)(at - s));
             }
         }
         p = q;
@@ -62,7 +62,7 @@ static int mask_find_userinfo(const char *s, int **ranges, int n)
 }
 
 /* `password=value`, `password = 'quoted value'`, `?password=value&...`. */
-static int mask_find_keyword(const char *s, int **ranges, int n)
+static int mask_find_keyword(const char *s, struct sp_mask_range **r, int n)
 {
     static const char kw[] = "password";
     const size_t kwlen = sizeof(kw) - 1;
@@ -98,7 +98,7 @@ static int mask_find_keyword(const char *s, int **ranges, int n)
                 q++;
             }
         }
-        n = mask_push(ranges, n, (int)(v - s), (int)(q - s));
+        n = sp_mask_push(r, n, (int)(v - s), (int)(q - s));
         p = (*q == '\0') ? q - 1 : q;
     }
     return n;
@@ -106,43 +106,52 @@ static int mask_find_keyword(const char *s, int **ranges, int n)
 
 static int mask_cmp(const void *a, const void *b)
 {
-    const int *x = a;
-    const int *y = b;
-    return (x[0] > y[0]) - (x[0] < y[0]);
+    const struct sp_mask_range *x = a;
+    const struct sp_mask_range *y = b;
+    if (x->start != y->start) {
+        return (x->start > y->start) - (x->start < y->start);
+    }
+    return (x->end > y->end) - (x->end < y->end);
 }
 
-int sp_mask_find(const char *s, int **ranges, int n)
+int sp_mask_normalize(struct sp_mask_range *r, int n)
 {
-    n = mask_find_userinfo(s, ranges, n);
-    n = mask_find_keyword(s, ranges, n);
+    if (n > 1) {
+        qsort(r, (size_t)n, sizeof(*r), mask_cmp);
+    }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m > 0 && r[i].start <= r[m - 1].end) {
+            if (r[i].end > r[m - 1].end) {
+                r[m - 1].end = r[i].end;
+            }
+            continue;
+        }
+        r[m++] = r[i];
+    }
+    return m;
+}
+
+int sp_mask_find(const char *s, struct sp_mask_range **r, int n)
+{
+    n = mask_find_userinfo(s, r, n);
+    n = mask_find_keyword(s, r, n);
     return n;
 }
 
 char *sp_cfg_mask_conninfo(const char *s)
 {
-    int *ranges = NULL;
-    int n = sp_mask_find(s, &ranges, 0);
+    struct sp_mask_range *r = NULL;
     struct sp_buf out;
     int pos = 0;
-
-    if (n > 1) {
-        qsort(ranges, (size_t)n, sizeof(int) * 2, mask_cmp);
-    }
+    int n = sp_mask_normalize(r, sp_mask_find(s, &r, 0));
     sp_buf_init(&out);
     for (int i = 0; i < n; i++) {
-        int start = ranges[2 * i];
-        int end = ranges[2 * i + 1];
-        if (end <= pos) {
-            continue;
-        }
-        if (start < pos) {
-            start = pos;
-        }
-        sp_buf_append(&out, s + pos, (size_t)(start - pos));
+        sp_buf_append(&out, s + pos, (size_t)(r[i].start - pos));
         sp_buf_puts(&out, "****");
-        pos = end;
+        pos = r[i].end;
     }
     sp_buf_puts(&out, s + pos);
-    free(ranges);
+    free(r);
     return sp_buf_steal(&out);
 }

@@ -93,8 +93,8 @@ static const struct opt_unit size_units[] = {
 static const struct opt_unit duration_units[] = {
     {"ms", 1},
     {"s", 1000},
-    {"m", 60 * 1000},
-    {"h", 60 * 60 * 1000},
+    {"m", INT64_C(60000)},
+    {"h", INT64_C(3600000)},
 };
 
 static int opt_parse_units(const char *s, const struct opt_unit *units, size_t nunits, int64_t *out)
@@ -188,14 +188,29 @@ void sp_opt_format_duration(int64_t v, char *buf, size_t n)
 
 /* ---- did you mean ---- */
 
+/* Lower-case copy of s into buf (MAXLEN + 1 bytes); false when s is too long. */
+static bool opt_lower(const char *s, char *buf, size_t size)
+{
+    size_t n = strlen(s);
+    if (n >= size) {
+        return false;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        buf[i] = (char)tolower((unsigned char)s[i]);
+    }
+    return true;
+}
+
 int sp_str_distance(const char *a, const char *b)
 {
     enum { MAXLEN = 64 };
-    size_t la = strlen(a);
-    size_t lb = strlen(b);
-    if (la > MAXLEN || lb > MAXLEN) {
+    char x[MAXLEN + 1];
+    char y[MAXLEN + 1];
+    if (!opt_lower(a, x, sizeof(x)) || !opt_lower(b, y, sizeof(y))) {
         return MAXLEN;
     }
+    size_t la = strlen(x);
+    size_t lb = strlen(y);
     /* three rows: i-2, i-1, i (optimal string alignment distance) */
     int rows[3][MAXLEN + 1];
     for (size_t j = 0; j <= lb; j++) {
@@ -207,18 +222,15 @@ int sp_str_distance(const char *a, const char *b)
         const int *prev2 = rows[(i + 1) % 3];
         cur[0] = (int)i;
         for (size_t j = 1; j <= lb; j++) {
-            int ca = tolower((unsigned char)a[i - 1]);
-            int cb = tolower((unsigned char)b[j - 1]);
-            int cost = ca != cb;
             int best = prev[j] + 1;
             if (cur[j - 1] + 1 < best) {
                 best = cur[j - 1] + 1;
             }
-            if (prev[j - 1] + cost < best) {
-                best = prev[j - 1] + cost;
+            if (prev[j - 1] + (x[i - 1] != y[j - 1]) < best) {
+                best = prev[j - 1] + (x[i - 1] != y[j - 1]);
             }
-            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
-                tolower((unsigned char)a[i - 2]) == cb && prev2[j - 2] + 1 < best) {
+            bool swapped = i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1];
+            if (swapped && prev2[j - 2] + 1 < best) {
                 best = prev2[j - 2] + 1;
             }
             cur[j] = best;
@@ -381,15 +393,82 @@ static int opt_enum_index(const struct sp_opt *o, const char *s)
     return -1;
 }
 
-/* Parse a scalar value of a scalar-typed option into its field. */
-static int opt_set_scalar(const struct sp_opt_ctx *ctx, const struct sp_opt *o, struct sp_node *v,
-                          void *conf)
+static int opt_set_number(const struct sp_opt_ctx *ctx, const struct sp_opt *o,
+                          const struct sp_node *v, void *conf)
 {
     char notv[256];
     int64_t num = 0;
     int rc;
 
     opt_not_value(o, v, notv, sizeof(notv));
+    if (o->type == SP_OPT_T_INT) {
+        rc = sp_opt_parse_int(v->str, &num);
+    } else if (o->type == SP_OPT_T_SIZE) {
+        rc = sp_opt_parse_size(v->str, &num);
+    } else {
+        rc = sp_opt_parse_duration(v->str, &num);
+    }
+    if (rc == -2) {
+        opt_err(ctx, v, "%s \"%s\" is too large%s", opt_noun(ctx), o->name, notv);
+        return 1;
+    }
+    if (rc != 0) {
+        struct sp_diag_item *it = opt_err(ctx, v, "%s \"%s\" must be %s%s", opt_noun(ctx), o->name,
+                                          opt_expected(o), notv);
+        if (o->type == SP_OPT_T_SIZE) {
+            sp_diag_hint(it, "write a number with a unit: 512KiB, 64MiB, 1GiB, 10MB or "
+                             "100kB (a bare number means bytes)");
+        } else if (o->type == SP_OPT_T_DURATION) {
+            sp_diag_hint(it, "write a number with a unit: 250ms, 5s, 2m or 1h (a bare "
+                             "number means milliseconds)");
+        }
+        return 1;
+    }
+    if (opt_check_range(ctx, o, v, num) != 0) {
+        return 1;
+    }
+    *OPT_FIELD(conf, o, int64_t) = num;
+    return 0;
+}
+
+static int opt_set_enum(const struct sp_opt_ctx *ctx, const struct sp_opt *o,
+                        const struct sp_node *v, void *conf)
+{
+    int idx = opt_enum_index(o, v->str);
+    if (idx >= 0) {
+        *OPT_FIELD(conf, o, int) = idx;
+        return 0;
+    }
+    struct sp_buf list;
+    sp_buf_init(&list);
+    opt_enum_list(o, &list);
+    if ((o->flags & SP_OPT_SECRET) != 0) {
+        opt_err(ctx, v, "invalid value for %s \"%s\" (allowed values: %s)", opt_noun(ctx), o->name,
+                list.data);
+    } else {
+        struct sp_diag_item *it =
+            opt_err(ctx, v, "invalid value \"%s\" for %s \"%s\" (allowed values: %s)", v->str,
+                    opt_noun(ctx), o->name, list.data);
+        size_t n = 0;
+        while (o->enum_names[n] != NULL) {
+            n++;
+        }
+        const char *s = sp_str_suggest(v->str, o->enum_names, n);
+        if (s != NULL) {
+            sp_diag_hint(it, "did you mean \"%s\"?", s);
+        }
+    }
+    sp_buf_fini(&list);
+    return 1;
+}
+
+/* Parse a scalar value of a scalar-typed option into its field. */
+static int opt_set_scalar(const struct sp_opt_ctx *ctx, const struct sp_opt *o, struct sp_node *v,
+                          void *conf)
+{
+    char notv[256];
+    bool bv;
+
     switch (o->type) {
     case SP_OPT_T_STR:
         if (v->len == 0 && (o->flags & SP_OPT_REQUIRED) != 0) {
@@ -399,9 +478,9 @@ static int opt_set_scalar(const struct sp_opt_ctx *ctx, const struct sp_opt *o, 
         free(*OPT_FIELD(conf, o, char *));
         *OPT_FIELD(conf, o, char *) = sp_xstrdup(v->str);
         return 0;
-    case SP_OPT_T_BOOL: {
-        bool bv;
+    case SP_OPT_T_BOOL:
         if (sp_opt_parse_bool(v->str, &bv) != 0) {
+            opt_not_value(o, v, notv, sizeof(notv));
             struct sp_diag_item *it =
                 opt_err(ctx, v, "%s \"%s\" must be true or false%s", opt_noun(ctx), o->name, notv);
             sp_diag_hint(it, "write true or false (yes/no and on/off work too)");
@@ -409,66 +488,12 @@ static int opt_set_scalar(const struct sp_opt_ctx *ctx, const struct sp_opt *o, 
         }
         *OPT_FIELD(conf, o, bool) = bv;
         return 0;
-    }
     case SP_OPT_T_INT:
     case SP_OPT_T_DURATION:
     case SP_OPT_T_SIZE:
-        if (o->type == SP_OPT_T_INT) {
-            rc = sp_opt_parse_int(v->str, &num);
-        } else if (o->type == SP_OPT_T_SIZE) {
-            rc = sp_opt_parse_size(v->str, &num);
-        } else {
-            rc = sp_opt_parse_duration(v->str, &num);
-        }
-        if (rc == -2) {
-            opt_err(ctx, v, "%s \"%s\" is too large%s", opt_noun(ctx), o->name, notv);
-            return 1;
-        }
-        if (rc != 0) {
-            struct sp_diag_item *it = opt_err(ctx, v, "%s \"%s\" must be %s%s", opt_noun(ctx),
-                                              o->name, opt_expected(o), notv);
-            if (o->type == SP_OPT_T_SIZE) {
-                sp_diag_hint(it, "write a number with a unit: 512KiB, 64MiB, 1GiB, 10MB or "
-                                 "100kB (a bare number means bytes)");
-            } else if (o->type == SP_OPT_T_DURATION) {
-                sp_diag_hint(it, "write a number with a unit: 250ms, 5s, 2m or 1h (a bare "
-                                 "number means milliseconds)");
-            }
-            return 1;
-        }
-        if (opt_check_range(ctx, o, v, num) != 0) {
-            return 1;
-        }
-        *OPT_FIELD(conf, o, int64_t) = num;
-        return 0;
-    case SP_OPT_T_ENUM: {
-        int idx = opt_enum_index(o, v->str);
-        if (idx < 0) {
-            struct sp_buf list;
-            sp_buf_init(&list);
-            opt_enum_list(o, &list);
-            struct sp_diag_item *it;
-            if ((o->flags & SP_OPT_SECRET) != 0) {
-                it = opt_err(ctx, v, "invalid value for %s \"%s\" (allowed values: %s)",
-                             opt_noun(ctx), o->name, list.data);
-            } else {
-                it = opt_err(ctx, v, "invalid value \"%s\" for %s \"%s\" (allowed values: %s)",
-                             v->str, opt_noun(ctx), o->name, list.data);
-                size_t n = 0;
-                while (o->enum_names[n] != NULL) {
-                    n++;
-                }
-                const char *s = sp_str_suggest(v->str, o->enum_names, n);
-                if (s != NULL) {
-                    sp_diag_hint(it, "did you mean \"%s\"?", s);
-                }
-            }
-            sp_buf_fini(&list);
-            return 1;
-        }
-        *OPT_FIELD(conf, o, int) = idx;
-        return 0;
-    }
+        return opt_set_number(ctx, o, v, conf);
+    case SP_OPT_T_ENUM:
+        return opt_set_enum(ctx, o, v, conf);
     default:
         return 0;
     }
@@ -690,6 +715,9 @@ int sp_opt_apply(const struct sp_opt *opts, struct sp_node *map, const struct sp
             continue;
         }
         const struct sp_opt *o = &opts[j];
+        if (seen[j]) {
+            continue; /* a duplicate key, reported by the YAML loader */
+        }
         if (v->invalid) {
             seen[j] = true; /* reported already (e.g. a failed ${...}) */
             continue;

@@ -104,7 +104,7 @@ static struct sp_node *yb_build(struct yb *b, int index, int depth);
 static void yb_build_seq(struct yb *b, yaml_node_t *yn, struct sp_node *node, int depth)
 {
     size_t n = (size_t)(yn->data.sequence.items.top - yn->data.sequence.items.start);
-    node->items = sp_xcalloc(n > 0 ? n : 1, sizeof(*node->items));
+    node->items = sp_xcalloc(n > 0 ? n : 1, sizeof(struct sp_node *));
     for (size_t i = 0; i < n && !b->stop; i++) {
         struct sp_node *item = yb_build(b, yn->data.sequence.items.start[i], depth + 1);
         if (item == NULL) {

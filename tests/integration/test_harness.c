@@ -97,18 +97,14 @@ static char *path_in(const struct fixture *fx, const char *name)
 static void assert_sql_value(PGconn *c, const char *expected, const char *sql)
 {
     char *v = sp_test_sql_value(c, "%s", sql);
-    if (expected == NULL) {
-        assert_null(v);
-    } else {
-        assert_non_null(v);
-        if (strcmp(v, expected) != 0) {
-            char msg[512];
-            snprintf(msg, sizeof(msg), "%s returned \"%s\", expected \"%s\"", sql, v, expected);
-            free(v);
-            fail_msg("%s", msg);
-        }
-    }
+    bool same = expected == NULL ? v == NULL : v != NULL && strcmp(v, expected) == 0;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s returned %s, expected %s", sql, v ? v : "NULL",
+             expected ? expected : "NULL");
     free(v);
+    if (!same) {
+        fail_msg("%s", msg);
+    }
 }
 
 /* ---- PostgreSQL ---------------------------------------------------------- */
@@ -297,7 +293,7 @@ static void proc_peak_rss_is_the_child_s_own(void **state)
     free(ballast);
     long small = sp_test_proc_peak_rss_kib(fx->proc);
     assert_true(small > 0);
-    assert_true(small < 32 * 1024);
+    assert_true(small < 32L * 1024);
     sp_test_proc_free(fx->proc);
     fx->proc = NULL;
 
@@ -306,8 +302,8 @@ static void proc_peak_rss_is_the_child_s_own(void **state)
     fx->proc = sp_test_proc_start(dd_argv, NULL, "/dev/null");
     assert_int_equal(sp_test_proc_wait(fx->proc, 60000), 0);
     long peak = sp_test_proc_peak_rss_kib(fx->proc);
-    assert_true(peak >= 64 * 1024);
-    assert_true(peak < 160 * 1024);
+    assert_true(peak >= 64L * 1024);
+    assert_true(peak < 160L * 1024);
 }
 
 /* ---- waiting ------------------------------------------------------------- */
@@ -426,15 +422,14 @@ static void assert_json(const char *json, const char *path, enum sp_test_json ki
 {
     char *out = NULL;
     enum sp_test_json got = sp_test_json_lookup(json, path, &out);
-    if (got != kind || (text == NULL) != (out == NULL) ||
-        (text != NULL && strcmp(text, out) != 0)) {
-        char msg[1024];
-        snprintf(msg, sizeof(msg), "%s at \"%s\": kind %d text \"%s\", expected kind %d \"%s\"",
-                 json, path, (int)got, out ? out : "(null)", (int)kind, text ? text : "(null)");
-        free(out);
+    bool same = got == kind && (text == NULL ? out == NULL : out != NULL && strcmp(text, out) == 0);
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s at \"%s\": kind %d text \"%s\", expected kind %d \"%s\"", json,
+             path, (int)got, out ? out : "(null)", (int)kind, text ? text : "(null)");
+    free(out);
+    if (!same) {
         fail_msg("%s", msg);
     }
-    free(out);
 }
 
 static void json_reader_handles_tricky_lines(void **state)
@@ -641,7 +636,7 @@ static void watchdog_stops_postgres_when_test_process_dies(void **state)
     fx->lines = sp_test_read_lines(report, NULL);
     assert_non_null(fx->lines[0]);
     assert_non_null(fx->lines[1]);
-    struct pid_ctx pc = {atoi(fx->lines[0])};
+    struct pid_ctx pc = {(int)strtol(fx->lines[0], NULL, 10)};
     assert_true(pc.pid > 0);
     assert_true(sp_test_wait_until(pid_gone, &pc, 30000));
     assert_true(sp_test_wait_until(file_mentions_stop, err, 10000));

@@ -49,7 +49,7 @@
 #define CMD_TIMEOUT_MS  120000 /* initdb, pg_ctl (which waits 60 s itself) */
 #define SRV_READY_MS    30000  /* redis-server, nats-server */
 #define SRV_STOP_MS     10000
-#define LOG_TAIL_BYTES  (256 * 1024)
+#define LOG_TAIL_BYTES  ((size_t)256 * 1024)
 #define WATCH_PERIOD_MS 10
 #define REAPER_REC      512 /* one registration: op byte + NUL-terminated data dir */
 #define REAPER_MAX      64
@@ -409,7 +409,11 @@ static char *make_tmpdir(const char *tag, char *err, size_t errlen)
     char clean[33];
     size_t n = 0;
     for (const char *c = tag; *c != '\0' && n + 1 < sizeof(clean); c++) {
-        clean[n++] = (isalnum((unsigned char)*c) || *c == '-' || *c == '_') ? *c : '_';
+        bool ok = isalnum((unsigned char)*c) || *c == '-' || *c == '_';
+        clean[n++] = *c;
+        if (!ok) {
+            clean[n - 1] = '_';
+        }
     }
     clean[n] = '\0';
     char *dir = sp_test_asprintf(TMP_PREFIX "%s-XXXXXX", clean);
@@ -1833,9 +1837,20 @@ static bool read_until(int fd, char *buf, size_t cap, const char *needle, const 
     return false;
 }
 
+/* A connection for a readiness probe: short timeouts, so a silent listener fails fast. */
+static int probe_connect(int port)
+{
+    int fd = sp_test_tcp_connect(port);
+    struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    }
+    return fd;
+}
+
 static int redis_ready(struct srv *s)
 {
-    int fd = sp_test_tcp_connect(s->port);
+    int fd = probe_connect(s->port);
     if (fd < 0) {
         return 0;
     }
@@ -1854,7 +1869,7 @@ static int redis_ready(struct srv *s)
 
 static int nats_ready(struct srv *s)
 {
-    int fd = sp_test_tcp_connect(s->port);
+    int fd = probe_connect(s->port);
     if (fd < 0) {
         return 0;
     }

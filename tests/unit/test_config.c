@@ -136,7 +136,7 @@ static char *validate(const char *yaml, struct t_conf *conf)
             nspans++;
         }
     }
-    sp_diag_attach_source(&d, "t.yaml", yaml, strlen(yaml), spans, nspans);
+    sp_diag_attach_source(&d, "t.yaml", yaml, strlen(yaml), spans, nspans, NULL);
     sp_diag_sort(&d);
     sp_diag_format(&d, &b);
     sp_diag_fini(&d);
@@ -1035,11 +1035,11 @@ static void yaml_syntax_errors(void **state)
     expect_diag("sources:\n"
                 "  orders:\n"
                 "    type: postgres\n"
-                "    connection: host=db port: 5432\n",
-                "siphon.yaml:4:29: error: invalid YAML: mapping values are not allowed in this "
+                "    publication: orders: all\n",
+                "siphon.yaml:4:24: error: invalid YAML: mapping values are not allowed in this "
                 "context\n"
-                "    4 |     connection: host=db port: 5432\n"
-                "      |                             ^\n"
+                "    4 |     publication: orders: all\n"
+                "      |                        ^\n"
                 "  hint: a value containing \": \" must be quoted\n");
     expect_diag("sinks:\n"
                 "\tbus: {type: stdout}\n",
@@ -1086,10 +1086,13 @@ static void secrets_are_never_printed(void **state)
         "sources:\n  orders: {type: postgres, connection: \"postgres://u:hunter2@db/x\", x: 1}\n",
         "sources:\n  orders: {type: postgres, connection: 'password=hunter2 host=db', x: 1}\n",
         /* a duplicate key: the line shown is the second definition */
-        "sources:\n  orders:\n    type: postgres\n    connection: \"password=hunter1\"\n"
-        "    connection: \"host=db password=hunter2\"\n",
+        ("sources:\n  orders:\n    type: postgres\n    connection: \"password=hunter1\"\n"
+         "    connection: \"host=db password=hunter2\"\n"),
         /* the secret under an unknown type: not known to be secret, masked as a DSN */
         "sources:\n  orders: {type: pg, connection: \"dbname=x password = 'hun ter2'\"}\n",
+        /* a syntax error: options are unknown, but "connection" is a secret of some type */
+        "sources:\n  orders:\n    type: postgres\n    connection: user=u pass: hunter2\n",
+        "sources:\n  orders: {type: postgres, connection: \"a hunter2\", x: [}\n",
         /* from the environment, with an error on the same line */
         "sources:\n  orders: {type: postgres, connection: \"${PG_DSN}\", slto: 1}\n",
     };

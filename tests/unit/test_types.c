@@ -68,6 +68,12 @@ static void check_bad_t(const struct sp_type *t, const char *in, const char *msg
     }
     assert_non_null(strstr(err.msg, msg));
     sp_buf_fini(&out);
+
+    /* the same into a buffer that has never been written to */
+    rc = sp_pgtext_to_json(t, in, strlen(in), &out, &err);
+    assert_int_equal(rc, SP_EINVAL);
+    assert_int_equal(out.len, 0);
+    sp_buf_fini(&out);
 }
 
 static void check_bad(uint32_t oid, const char *in)

@@ -1434,15 +1434,12 @@ static int tc_conv_scalar(const struct sp_type *t, const char *text, size_t len,
             return tc_bad(err, t, text, len);
         }
         return 0;
-    case SP_TYPE_JSON: {
-        size_t mark = out->len;
+    case SP_TYPE_JSON:
+        /* On failure sp_pgtext_to_json drops what the re-writer wrote. */
         if (!tc_json_rewrite(text, e, out)) {
-            out->len = mark;
-            out->data[mark] = '\0';
             return tc_bad(err, t, text, len);
         }
         return 0;
-    }
     default:
         return tc_bad(err, t, text, len);
     }
