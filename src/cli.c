@@ -66,4 +66,3 @@ int sp_cli_run_config(const struct sp_config *cfg, uint64_t until_lsn)
                 SP_LSN_ARGS(stats.confirmed_lsn));
     return rc == 0 ? 0 : 1;
 }
-

@@ -2,8 +2,9 @@
 #ifndef SIPHON_CLI_H
 #define SIPHON_CLI_H
 
-#include <signal.h>
 #include <stdint.h>
+
+#include <signal.h>
 
 #include "config/config.h"
 

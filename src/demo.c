@@ -170,8 +170,18 @@ static int demo_start_pg(struct demo *d)
     snprintf(initdb, sizeof(initdb), "%s/initdb", d->bindir);
     snprintf(pgctl, sizeof(pgctl), "%s/pg_ctl", d->bindir);
     sp_log_info(&sp_log_main, "creating a private PostgreSQL cluster in %s", d->dir);
-    char *init_argv[] = {initdb, "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                         "--no-sync", "--no-instructions", NULL};
+    char *init_argv[] = {initdb,
+                         "-D",
+                         data,
+                         "-A",
+                         "trust",
+                         "-U",
+                         "postgres",
+                         "-E",
+                         "UTF8",
+                         "--no-sync",
+                         "--no-instructions",
+                         NULL};
     if (demo_exec(d, init_argv, log) != 0) {
         sp_log_error(&sp_log_main, "initdb failed:");
         demo_print_log(log);
@@ -186,8 +196,8 @@ static int demo_start_pg(struct demo *d)
              d->port, d->dir);
     char pglog[128];
     snprintf(pglog, sizeof(pglog), "%s/postgres.log", d->dir);
-    char *start_argv[] = {pgctl, "-D", data, "-l", pglog, "-o", opts, "-w", "-t", "60", "start",
-                          NULL};
+    char *start_argv[] = {pgctl, "-D", data, "-l", pglog,   "-o",
+                          opts,  "-w", "-t", "60", "start", NULL};
     if (demo_exec(d, start_argv, log) != 0) {
         sp_log_error(&sp_log_main, "PostgreSQL did not start:");
         demo_print_log(log);
@@ -266,8 +276,7 @@ static int demo_setup_schema(const struct demo *d)
     free(ci);
     int rc = 0;
     if (PQstatus(c) != CONNECTION_OK) {
-        sp_log_error(&sp_log_main, "could not connect to the demo cluster: %s",
-                     PQerrorMessage(c));
+        sp_log_error(&sp_log_main, "could not connect to the demo cluster: %s", PQerrorMessage(c));
         rc = -1;
     } else {
         PGresult *res = PQexec(c, demo_schema);
@@ -282,8 +291,8 @@ static int demo_setup_schema(const struct demo *d)
     return rc;
 }
 
-static const char *const demo_names[] = {"Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret",
-                                         "Dennis", "Frances", "Edsger", "Radia"};
+static const char *const demo_names[] = {"Ada",      "Grace",  "Linus",   "Barbara", "Ken",
+                                         "Margaret", "Dennis", "Frances", "Edsger",  "Radia"};
 static const char *const demo_statuses[] = {"paid", "packed", "shipped", "delivered"};
 
 static void demo_exec_sql(PGconn *c, const char *sql)
@@ -314,8 +323,8 @@ static void demo_generate_one(PGconn *c, unsigned *seed, int n)
                       "COMMIT;",
                       name, name, n, (rand_r(seed) % 2) ? "true" : "false",
                       (int)(rand_r(seed) % 100), (int)(rand_r(seed) % 500),
-                      (int)(rand_r(seed) % 100), (int)(rand_r(seed) % 50),
-                      (int)(rand_r(seed) % 50), 1 + (int)(rand_r(seed) % 3));
+                      (int)(rand_r(seed) % 100), (int)(rand_r(seed) % 50), (int)(rand_r(seed) % 50),
+                      1 + (int)(rand_r(seed) % 3));
     } else if (pick < 8) {
         sp_buf_printf(&sql,
                       "UPDATE orders SET status = '%s', total = total + 1 WHERE id = "
@@ -410,8 +419,10 @@ int sp_cli_demo(int duration_s, int rate)
     if (duration_s > 0) {
         d.deadline_ms = sp_time_mono_ms() + (int64_t)duration_s * 1000;
     }
-    sp_log_info(&sp_log_main, "streaming changes of public.customers and public.orders; a "
-                "generator writes %d transactions per second; press Ctrl-C to stop", rate);
+    sp_log_info(&sp_log_main,
+                "streaming changes of public.customers and public.orders; a "
+                "generator writes %d transactions per second; press Ctrl-C to stop",
+                rate);
     if (pthread_create(&gen, NULL, demo_generator_main, &d) == 0) {
         gen_started = true;
     }

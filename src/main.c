@@ -23,25 +23,24 @@
 
 static void main_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: siphon <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  run -c FILE        stream until SIGTERM/SIGINT, then drain and confirm\n"
-            "  check -c FILE      validate the config, reach every source and sink, check\n"
-            "                     wal_level, privileges, slot, publication and tables\n"
-            "  demo               a private PostgreSQL, a generator, live output\n"
-            "  version            print the version\n"
-            "\n"
-            "options:\n"
-            "  -c, --config FILE        configuration file (YAML)\n"
-            "      --log-level LEVEL    error, warn, info (default), debug, trace\n"
-            "      --log-format FORMAT  text (default) or json\n"
-            "      --until-lsn LSN      run: stop once everything up to LSN is confirmed\n"
-            "      --duration SECONDS   demo: stop after this long (default: until Ctrl-C)\n"
-            "      --rate N             demo: transactions per second (default 5)\n"
-            "\n"
-            "exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration\n");
+    fprintf(out, "usage: siphon <command> [options]\n"
+                 "\n"
+                 "commands:\n"
+                 "  run -c FILE        stream until SIGTERM/SIGINT, then drain and confirm\n"
+                 "  check -c FILE      validate the config, reach every source and sink, check\n"
+                 "                     wal_level, privileges, slot, publication and tables\n"
+                 "  demo               a private PostgreSQL, a generator, live output\n"
+                 "  version            print the version\n"
+                 "\n"
+                 "options:\n"
+                 "  -c, --config FILE        configuration file (YAML)\n"
+                 "      --log-level LEVEL    error, warn, info (default), debug, trace\n"
+                 "      --log-format FORMAT  text (default) or json\n"
+                 "      --until-lsn LSN      run: stop once everything up to LSN is confirmed\n"
+                 "      --duration SECONDS   demo: stop after this long (default: until Ctrl-C)\n"
+                 "      --rate N             demo: transactions per second (default 5)\n"
+                 "\n"
+                 "exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration\n");
 }
 
 struct main_args {
@@ -87,8 +86,10 @@ static int main_parse(int argc, char **argv, struct main_args *a)
             break;
         case 'L':
             if (sp_log_parse_level(optarg, &level) != 0) {
-                fprintf(stderr, "siphon: unknown log level \"%s\" (use error, warn, info, "
-                                "debug or trace)\n", optarg);
+                fprintf(stderr,
+                        "siphon: unknown log level \"%s\" (use error, warn, info, "
+                        "debug or trace)\n",
+                        optarg);
                 return 2;
             }
             break;

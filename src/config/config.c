@@ -13,7 +13,6 @@
  */
 #include "config/config.h"
 
-#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -194,11 +193,12 @@ static int cfg_parse_ident(const char **p, char **out, const char *whole, struct
                               *s);
         }
         while (cfg_ident_char((unsigned char)*s)) {
-            static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
             static const char lower[] = "abcdefghijklmnopqrstuvwxyz";
-            const char *u = *s != '\0' ? strchr(upper, *s) : NULL;
-            sp_buf_putc(&b, u != NULL ? lower[u - upper] : *s);
-            s++;
+            char ch = *s++;
+            if (ch >= 'A' && ch <= 'Z') {
+                ch = lower[ch - 'A'];
+            }
+            sp_buf_putc(&b, ch);
         }
     }
     if (b.len > CFG_MAX_IDENT) {
@@ -556,23 +556,27 @@ static void cfg_stream_tables(struct cfg *c, const char *what, struct sp_node *i
     }
     st->tables = sp_xcalloc((size_t)n + 1, sizeof(*st->tables));
     int *where = sp_xcalloc((size_t)n + 1, sizeof(int)); /* item index of each table */
+    int ntables = 0;
     for (int i = 0; i < n; i++) {
         struct sp_node *t = items[i];
         if (t->kind != SP_NODE_SCALAR || sp_node_is_null(t) || t->invalid) {
             continue; /* reported by the validator */
         }
         struct sp_err err;
-        char *schema;
-        char *table;
+        char *schema = NULL;
+        char *table = NULL;
         sp_err_clear(&err);
-        if (sp_cfg_parse_table(t->str, &schema, &table, &err) != 0) {
+        /* (a NULL result never comes with 0; checked so analyzers can see it) */
+        if (sp_cfg_parse_table(t->str, &schema, &table, &err) != 0 || schema == NULL ||
+            table == NULL) {
             struct sp_diag_item *it = cfg_err(c, t, "%s: %s", what, err.msg);
             sp_diag_hint(it, "write table, schema.table or \"Quoted Schema\".\"Quoted Table\"");
+            free(schema);
+            free(table);
             continue;
         }
-        assert(schema != NULL && table != NULL);
         int dup = -1;
-        for (int j = 0; j < st->ntables; j++) {
+        for (int j = 0; j < ntables; j++) {
             if (strcmp(st->tables[j].schema, schema) == 0 &&
                 strcmp(st->tables[j].table, table) == 0) {
                 dup = j;
@@ -600,13 +604,14 @@ static void cfg_stream_tables(struct cfg *c, const char *what, struct sp_node *i
             free(table);
             continue;
         }
-        where[st->ntables] = i;
-        struct sp_cfg_table *ct = &st->tables[st->ntables++];
+        where[ntables] = i;
+        struct sp_cfg_table *ct = &st->tables[ntables++];
         ct->schema = schema;
         ct->table = table;
         ct->loc = t->loc;
     }
     free(where);
+    st->ntables = ntables;
 }
 
 static void cfg_stream_recovery(struct cfg *c, const char *what, struct sp_node *item,

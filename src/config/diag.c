@@ -339,6 +339,58 @@ void sp_diag_sort(struct sp_diag *d)
 
 /* ---- printing ---- */
 
+/* Longer source lines are cut to this many characters around the caret. */
+#define DIAG_LINE_MAX    160
+#define DIAG_LINE_BEFORE 60
+
+static void diag_format_source(const struct sp_diag_item *it, struct sp_buf *out)
+{
+    const char *line = it->source_line;
+    int nchars = diag_chars(line, (int)strlen(line));
+    int first = 0; /* first character shown (0-based) */
+    int count = nchars;
+    if (nchars > DIAG_LINE_MAX) {
+        count = DIAG_LINE_MAX;
+        first = it->caret_col - 1 - DIAG_LINE_BEFORE;
+        if (first > nchars - count) {
+            first = nchars - count;
+        }
+        if (first < 0) {
+            first = 0;
+        }
+    }
+    bool cut_left = first > 0;
+    bool cut_right = first + count < nchars;
+    int b0 = diag_col_to_byte(line, first + 1);
+    int b1 = diag_col_to_byte(line, first + count + 1);
+    sp_buf_printf(out, "%5d | %s%.*s%s\n", it->loc.line, cut_left ? "..." : "", b1 - b0, line + b0,
+                  cut_right ? "..." : "");
+
+    sp_buf_printf(out, "%5s | %s", "", cut_left ? "   " : "");
+    /* copy tabs so the caret lines up however the terminal shows them */
+    int col = first; /* 0-based character column of the next output */
+    for (int i = b0; i < b1 && col < it->caret_col - 1; i++) {
+        if (((unsigned char)line[i] & 0xC0) == 0x80) {
+            continue;
+        }
+        sp_buf_putc(out, line[i] == '\t' ? '\t' : ' ');
+        col++;
+    }
+    while (col < it->caret_col - 1) {
+        sp_buf_putc(out, ' ');
+        col++;
+    }
+    int len = it->caret_len;
+    if (cut_right && col + len > first + count) {
+        len = first + count - col;
+    }
+    sp_buf_putc(out, '^');
+    for (int i = 1; i < len; i++) {
+        sp_buf_putc(out, '~');
+    }
+    sp_buf_putc(out, '\n');
+}
+
 static void diag_format_item(const struct sp_diag_item *it, struct sp_buf *out)
 {
     const char *sev = it->warning ? "warning" : "error";
@@ -351,27 +403,7 @@ static void diag_format_item(const struct sp_diag_item *it, struct sp_buf *out)
         sp_buf_printf(out, "%s: %s\n", sev, it->msg);
     }
     if (it->source_line != NULL && it->loc.line > 0) {
-        const char *line = it->source_line;
-        sp_buf_printf(out, "%5d | %s\n", it->loc.line, line);
-        sp_buf_printf(out, "%5s | ", "");
-        /* copy tabs so the caret lines up however the terminal shows them */
-        int chars = 0;
-        for (int i = 0; line[i] != '\0' && chars < it->caret_col - 1; i++) {
-            if (((unsigned char)line[i] & 0xC0) == 0x80) {
-                continue;
-            }
-            sp_buf_putc(out, line[i] == '\t' ? '\t' : ' ');
-            chars++;
-        }
-        while (chars < it->caret_col - 1) {
-            sp_buf_putc(out, ' ');
-            chars++;
-        }
-        sp_buf_putc(out, '^');
-        for (int i = 1; i < it->caret_len; i++) {
-            sp_buf_putc(out, '~');
-        }
-        sp_buf_putc(out, '\n');
+        diag_format_source(it, out);
     }
     if (it->hint != NULL && it->hint[0] != '\0') {
         sp_buf_printf(out, "  hint: %s\n", it->hint);

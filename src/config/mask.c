@@ -144,9 +144,11 @@ char *sp_cfg_mask_conninfo(const char *s)
     struct sp_mask_range *r = NULL;
     struct sp_buf out;
     int pos = 0;
-    int n = sp_mask_normalize(r, sp_mask_find(s, &r, 0));
+    int n = sp_mask_find(s, &r, 0);
+
+    n = sp_mask_normalize(r, n);
     sp_buf_init(&out);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; r != NULL && i < n; i++) {
         sp_buf_append(&out, s + pos, (size_t)(r[i].start - pos));
         sp_buf_puts(&out, "****");
         pos = r[i].end;

@@ -188,29 +188,31 @@ void sp_opt_format_duration(int64_t v, char *buf, size_t n)
 
 /* ---- did you mean ---- */
 
-/* Lower-case copy of s into buf (MAXLEN + 1 bytes); false when s is too long. */
-static bool opt_lower(const char *s, char *buf, size_t size)
+/* Lower-case copy of s into buf (size bytes); returns its length, or -1 when s is too long. */
+static int opt_lower(const char *s, char *buf, size_t size)
 {
     size_t n = strlen(s);
     if (n >= size) {
-        return false;
+        return -1;
     }
     for (size_t i = 0; i <= n; i++) {
         buf[i] = (char)tolower((unsigned char)s[i]);
     }
-    return true;
+    return (int)n;
 }
 
 int sp_str_distance(const char *a, const char *b)
 {
     enum { MAXLEN = 64 };
-    char x[MAXLEN + 1];
-    char y[MAXLEN + 1];
-    if (!opt_lower(a, x, sizeof(x)) || !opt_lower(b, y, sizeof(y))) {
+    char x[MAXLEN + 1] = {0};
+    char y[MAXLEN + 1] = {0};
+    int xl = opt_lower(a, x, sizeof(x));
+    int yl = opt_lower(b, y, sizeof(y));
+    if (xl < 0 || yl < 0) {
         return MAXLEN;
     }
-    size_t la = strlen(x);
-    size_t lb = strlen(y);
+    size_t la = (size_t)xl;
+    size_t lb = (size_t)yl;
     /* three rows: i-2, i-1, i (optimal string alignment distance) */
     int rows[3][MAXLEN + 1];
     for (size_t j = 0; j <= lb; j++) {

@@ -15,9 +15,10 @@
 #ifndef SIPHON_CORE_CHECKPOINT_H
 #define SIPHON_CORE_CHECKPOINT_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <stdbool.h>
 
 struct sp_ckpt;
 struct sp_ckpt_txn;

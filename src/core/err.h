@@ -6,6 +6,7 @@
 #define SIPHON_CORE_ERR_H
 
 #include <stdarg.h>
+
 #include <stdbool.h>
 
 #include "util/mem.h"

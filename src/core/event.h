@@ -10,9 +10,10 @@
 #ifndef SIPHON_CORE_EVENT_H
 #define SIPHON_CORE_EVENT_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <stdbool.h>
 
 #include "core/arena.h"
 
@@ -32,21 +33,21 @@ char sp_op_char(enum sp_op op);
 
 /* How a column's text value becomes JSON (DESIGN.md, "Event format json"). */
 enum sp_type_kind {
-    SP_TYPE_OTHER = 0,  /* text form as a JSON string */
-    SP_TYPE_INT,        /* smallint, integer, bigint, oid */
-    SP_TYPE_FLOAT,      /* real, double precision */
-    SP_TYPE_NUMERIC,    /* exact digits as a string */
+    SP_TYPE_OTHER = 0, /* text form as a JSON string */
+    SP_TYPE_INT,       /* smallint, integer, bigint, oid */
+    SP_TYPE_FLOAT,     /* real, double precision */
+    SP_TYPE_NUMERIC,   /* exact digits as a string */
     SP_TYPE_BOOL,
-    SP_TYPE_STRING,     /* text, varchar, uuid, enum, inet, ...: string */
-    SP_TYPE_BYTEA,      /* hex text form -> base64 */
-    SP_TYPE_JSON,       /* json, jsonb: embedded as JSON */
+    SP_TYPE_STRING, /* text, varchar, uuid, enum, inet, ...: string */
+    SP_TYPE_BYTEA,  /* hex text form -> base64 */
+    SP_TYPE_JSON,   /* json, jsonb: embedded as JSON */
     SP_TYPE_DATE,
     SP_TYPE_TIMESTAMP,
     SP_TYPE_TIMESTAMPTZ,
     SP_TYPE_TIME,
     SP_TYPE_TIMETZ,
     SP_TYPE_INTERVAL,
-    SP_TYPE_ARRAY,      /* elem says how elements convert */
+    SP_TYPE_ARRAY, /* elem says how elements convert */
 };
 
 struct sp_type {
@@ -114,9 +115,9 @@ struct sp_event {
     uint64_t commit_lsn;     /* the transaction's commit LSN (Begin's final_lsn) */
     uint64_t end_lsn;        /* COMMIT: end of the commit record; what gets confirmed */
     uint32_t xid;
-    int64_t commit_time_us; /* Unix epoch microseconds */
-    uint32_t seq;           /* 1-based position among the transaction's events */
-    const char *snapshot;   /* "false", "true", "last", "incremental" */
+    int64_t commit_time_us;  /* Unix epoch microseconds */
+    uint32_t seq;            /* 1-based position among the transaction's events */
+    const char *snapshot;    /* "false", "true", "last", "incremental" */
     const char *source_name; /* configured source name, set by the source */
     const char *db;          /* database name, set by the source */
     uint8_t truncate_flags;  /* TRUNCATE: 1 CASCADE, 2 RESTART IDENTITY */
@@ -124,9 +125,9 @@ struct sp_event {
     const char *msg_prefix;
     const char *msg_content;
     uint32_t msg_len;
-    const char *origin;      /* replication origin, if the server sent one */
-    struct sp_event *next;   /* list link */
-    struct sp_arena arena;   /* owns everything above except rel */
+    const char *origin;    /* replication origin, if the server sent one */
+    struct sp_event *next; /* list link */
+    struct sp_arena arena; /* owns everything above except rel */
 };
 
 /* A new zeroed event; hint sizes the arena's first chunk. */

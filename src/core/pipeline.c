@@ -13,10 +13,11 @@
  */
 #include "core/pipeline.h"
 
+#include <stddef.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -43,9 +44,9 @@ struct pl_source;
 /* A record plus what the pipeline needs to settle it. */
 struct pl_rec {
     struct sp_rec r;
-    struct pl_source *ps;  /* whose checkpoint tracker holds r.txn */
-    struct pl_stream *st;  /* the stream that produced it */
-    bool dead_letter;      /* this record is a dead letter */
+    struct pl_source *ps; /* whose checkpoint tracker holds r.txn */
+    struct pl_stream *st; /* the stream that produced it */
+    bool dead_letter;     /* this record is a dead letter */
     int attempts;
 };
 
@@ -438,21 +439,23 @@ static void pl_recover(struct sp_pipeline *pl, struct pl_rec *pr, const struct s
     }
     switch (st->cfg->recovery) {
     case SP_RECOVERY_IGNORE:
-        sp_log_warn(&sp_log_main, "stream \"%s\": dropped event %s (%s.%s) under recovery "
-                    "policy ignore: %s", st->cfg->name, pr->r.id, pr->r.schema, pr->r.table,
-                    err->msg);
+        sp_log_warn(&sp_log_main,
+                    "stream \"%s\": dropped event %s (%s.%s) under recovery "
+                    "policy ignore: %s",
+                    st->cfg->name, pr->r.id, pr->r.schema, pr->r.table, err->msg);
         pl->stats.ignored++;
         sp_ckpt_release(pr->ps->ck, pr->r.txn);
         break;
     case SP_RECOVERY_DEAD_LETTER: {
-        struct pl_rec *dl = pl_dead_letter_rec(st, &pr->r, event_json, event_len, err,
-                                               pr->attempts);
+        struct pl_rec *dl =
+            pl_dead_letter_rec(st, &pr->r, event_json, event_len, err, pr->attempts);
         dl->ps = pr->ps;
         dl->st = st;
         dl->r.txn = pr->r.txn; /* the hold moves to the dead letter */
-        sp_log_warn(&sp_log_main, "stream \"%s\": event %s (%s.%s) goes to dead-letter sink "
-                    "\"%s\": %s", st->cfg->name, pr->r.id, pr->r.schema, pr->r.table,
-                    st->dlq->sk.name, err->msg);
+        sp_log_warn(&sp_log_main,
+                    "stream \"%s\": event %s (%s.%s) goes to dead-letter sink "
+                    "\"%s\": %s",
+                    st->cfg->name, pr->r.id, pr->r.schema, pr->r.table, st->dlq->sk.name, err->msg);
         pl->stats.dead_letters++;
         sink_add(st->dlq, dl);
         break;
@@ -463,8 +466,9 @@ static void pl_recover(struct sp_pipeline *pl, struct pl_rec *pr, const struct s
         sp_err_prefix(&e, "stream \"%s\": event %s (%s.%s) failed under recovery policy fail",
                       st->cfg->name, pr->r.id, pr->r.schema, pr->r.table);
         if (e.hint[0] == '\0') {
-            sp_err_hint(&e, "nothing past this event is confirmed; fix the cause and restart, or "
-                            "set recovery to dead_letter or ignore for stream \"%s\"",
+            sp_err_hint(&e,
+                        "nothing past this event is confirmed; fix the cause and restart, or "
+                        "set recovery to dead_letter or ignore for stream \"%s\"",
                         st->cfg->name);
         }
         sp_log_emit_hint(&sp_log_main, SP_LOG_ERROR, e.hint, "%s", e.msg);
@@ -548,8 +552,8 @@ static void pl_confirm(struct sp_pipeline *pl)
             ps->confirmed = lsn;
             pl->stats.confirmed_lsn = lsn;
             if (ps->src.ops->confirm(&ps->src, lsn, idle, &err) != 0) {
-                sp_log_warn(&ps->src.log, "could not confirm " SP_LSN_FMT ": %s",
-                            SP_LSN_ARGS(lsn), err.msg);
+                sp_log_warn(&ps->src.log, "could not confirm " SP_LSN_FMT ": %s", SP_LSN_ARGS(lsn),
+                            err.msg);
             }
         }
     }
@@ -758,7 +762,8 @@ struct sp_pipeline *sp_pipeline_new(const struct sp_config *cfg)
         st->fmt.ops = cs->format;
         st->fmt.toast_placeholder = cs->toast_placeholder;
         struct pl_source *src = st->src;
-        src->streams = sp_xrealloc(src->streams, sizeof(*src->streams) * (size_t)(src->nstreams + 1));
+        src->streams =
+            sp_xrealloc(src->streams, sizeof(*src->streams) * (size_t)(src->nstreams + 1));
         src->streams[src->nstreams++] = st;
         /* The source's table list is the union of its streams' tables. */
         for (int t = 0; t < cs->ntables; t++) {
@@ -832,7 +837,6 @@ int sp_pipeline_open(struct sp_pipeline *pl, struct sp_err *err)
     }
     return 0;
 }
-
 
 /* One turn of the loop: read, flush batches, settle acks, confirm, wait. */
 static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
@@ -947,8 +951,10 @@ int sp_pipeline_run(struct sp_pipeline *pl, const struct sp_run_opts *opts,
         }
     }
     if (pl->inflight_recs > 0 && !pl->fatal) {
-        sp_log_warn(&sp_log_main, "shutdown timeout: %llu records not acknowledged; they will be "
-                    "sent again on the next start", (unsigned long long)pl->inflight_recs);
+        sp_log_warn(&sp_log_main,
+                    "shutdown timeout: %llu records not acknowledged; they will be "
+                    "sent again on the next start",
+                    (unsigned long long)pl->inflight_recs);
     }
     pl_confirm(pl);
     if (rc == 0 && pl->fatal) {
@@ -963,8 +969,7 @@ void sp_pipeline_check(struct sp_pipeline *pl, struct sp_check *chk)
     char component[200];
     for (int i = 0; i < pl->nsources; i++) {
         struct pl_source *ps = &pl->sources[i];
-        snprintf(component, sizeof(component), "source %s \"%s\"", ps->src.ops->type,
-                 ps->src.name);
+        snprintf(component, sizeof(component), "source %s \"%s\"", ps->src.ops->type, ps->src.name);
         chk->component = component;
         if (ps->nstreams == 0) {
             sp_check_warn(chk, "remove it, or add a stream that reads it",

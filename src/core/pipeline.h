@@ -13,8 +13,9 @@
 #ifndef SIPHON_CORE_PIPELINE_H
 #define SIPHON_CORE_PIPELINE_H
 
-#include <signal.h>
 #include <stdint.h>
+
+#include <signal.h>
 
 #include "config/config.h"
 #include "core/err.h"
@@ -44,9 +45,9 @@ void sp_pipeline_check(struct sp_pipeline *pl, struct sp_check *chk);
 
 /* Counters (for tests, logs and metrics). */
 struct sp_pipeline_stats {
-    uint64_t events;      /* change events routed to at least one stream */
-    uint64_t records;     /* records handed to sinks */
-    uint64_t acked;       /* records durably accepted */
+    uint64_t events;  /* change events routed to at least one stream */
+    uint64_t records; /* records handed to sinks */
+    uint64_t acked;   /* records durably accepted */
     uint64_t dead_letters;
     uint64_t ignored;
     uint64_t inflight_bytes;

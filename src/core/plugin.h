@@ -11,9 +11,10 @@
 #ifndef SIPHON_CORE_PLUGIN_H
 #define SIPHON_CORE_PLUGIN_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <stdbool.h>
 
 #include "core/err.h"
 #include "core/event.h"

@@ -16,12 +16,12 @@ struct sp_sink_batching {
     int64_t linger_ms;   /* wait this long for more records while the sink is idle */
 };
 
-#define SP_SINK_BATCH_OPTS(T)                                                                      \
-    SP_OPT_INT("batch_size", T, batching.batch_size, "4096", 1, 1000000,                          \
-               "most records handed to the sink at once"),                                         \
-        SP_OPT_SIZE("batch_bytes", T, batching.batch_bytes, "4MiB", 1024, INT64_C(1) << 30,       \
-                    "most bytes handed to the sink at once"),                                      \
-        SP_OPT_DURATION("linger", T, batching.linger_ms, "0ms", 0, 60000,                         \
+#define SP_SINK_BATCH_OPTS(T)                                                               \
+    SP_OPT_INT("batch_size", T, batching.batch_size, "4096", 1, 1000000,                    \
+               "most records handed to the sink at once"),                                  \
+        SP_OPT_SIZE("batch_bytes", T, batching.batch_bytes, "4MiB", 1024, INT64_C(1) << 30, \
+                    "most bytes handed to the sink at once"),                               \
+        SP_OPT_DURATION("linger", T, batching.linger_ms, "0ms", 0, 60000,                   \
                         "how long to wait for more records before handing an idle sink a batch")
 
 #endif

@@ -132,8 +132,8 @@ static int file_submit(struct sp_sink *sk, struct sp_batch *b, struct sp_err *er
             if (errno == EINTR) {
                 continue;
             }
-            int rc = sp_err_errno(err, errno, "could not write %zu bytes to \"%s\"",
-                                  st->out.len, conf->path);
+            int rc = sp_err_errno(err, errno, "could not write %zu bytes to \"%s\"", st->out.len,
+                                  conf->path);
             err->retriable = true;
             if (errno == ENOSPC) {
                 sp_err_hint(err, "the disk is full; delivery resumes when space is freed");

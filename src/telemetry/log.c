@@ -6,6 +6,7 @@
 #include "telemetry/log.h"
 
 #include <stdarg.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

@@ -34,11 +34,11 @@ void sp_log_emit_hint(const struct sp_logctx *lc, enum sp_log_level level, const
 
 extern const struct sp_logctx sp_log_main;
 
-#define SP_LOG_AT(lc, lvl, ...)                                                                    \
-    do {                                                                                           \
-        if (sp_log_enabled((lc), (lvl))) {                                                         \
-            sp_log_emit((lc), (lvl), __VA_ARGS__);                                                 \
-        }                                                                                          \
+#define SP_LOG_AT(lc, lvl, ...)                    \
+    do {                                           \
+        if (sp_log_enabled((lc), (lvl))) {         \
+            sp_log_emit((lc), (lvl), __VA_ARGS__); \
+        }                                          \
     } while (0)
 #define sp_log_error(lc, ...) SP_LOG_AT(lc, SP_LOG_ERROR, __VA_ARGS__)
 #define sp_log_warn(lc, ...)  SP_LOG_AT(lc, SP_LOG_WARN, __VA_ARGS__)

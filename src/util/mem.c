@@ -5,6 +5,7 @@
 #include "util/mem.h"
 
 #include <stdarg.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

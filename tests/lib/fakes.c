@@ -93,8 +93,7 @@ struct sp_relation *fake_relation(const char *schema, const char *table)
     return rel;
 }
 
-void fake_source_add_txn(struct fake_source_conf *c, struct sp_relation *rel, uint64_t base,
-                         int n)
+void fake_source_add_txn(struct fake_source_conf *c, struct sp_relation *rel, uint64_t base, int n)
 {
     struct sp_event *b = sp_event_new(SP_OP_BEGIN, 0);
     b->commit_lsn = base;

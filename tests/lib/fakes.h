@@ -7,9 +7,10 @@
 #ifndef SIPHON_TESTS_FAKES_H
 #define SIPHON_TESTS_FAKES_H
 
+#include <stdint.h>
+
 #include <pthread.h>
 #include <stdbool.h>
-#include <stdint.h>
 
 #include "core/plugin.h"
 #include "core/sinkconf.h"
@@ -34,9 +35,9 @@ struct fake_sink_conf {
     int submits;
     int batches;
     /* behaviour */
-    int fail_retriable; /* fail this many submits with a retriable error */
+    int fail_retriable;    /* fail this many submits with a retriable error */
     const char *reject_id; /* reject this record id for good */
-    bool hold;          /* keep batches without acknowledging them */
+    bool hold;             /* keep batches without acknowledging them */
     struct sp_batch *held[4096];
     int nheld;
 };
@@ -52,8 +53,7 @@ void fake_sink_release(struct fake_sink_conf *c);
 int fake_sink_count(struct fake_sink_conf *c);
 
 /* Append a transaction of n inserts on table t with commit_lsn = base, end_lsn = base + 100. */
-void fake_source_add_txn(struct fake_source_conf *c, struct sp_relation *rel, uint64_t base,
-                         int n);
+void fake_source_add_txn(struct fake_source_conf *c, struct sp_relation *rel, uint64_t base, int n);
 struct sp_relation *fake_relation(const char *schema, const char *table);
 
 #endif

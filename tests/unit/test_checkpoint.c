@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Checkpoint tracker: out-of-order acknowledgements never confirm past an unfinished transaction. */
+/* Checkpoint tracker: out-of-order acknowledgements never confirm past an unfinished transaction.
+ */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include "core/checkpoint.h"
@@ -104,7 +106,7 @@ static void aborted_transaction_never_confirms_but_unblocks(void **state)
     sp_ckpt_release(ck, a);
     struct sp_ckpt_txn *b = sp_ckpt_begin(ck, 200);
     sp_ckpt_hold(b);
-    sp_ckpt_abort(ck, b); /* connection lost mid-transaction */
+    sp_ckpt_abort(ck, b);                            /* connection lost mid-transaction */
     struct sp_ckpt_txn *b2 = sp_ckpt_begin(ck, 200); /* resent */
     sp_ckpt_hold(b2);
     sp_ckpt_commit(ck, b2, 210);

@@ -1272,6 +1272,32 @@ static void unused_source_and_sink_are_warnings(void **state)
     free(out);
 }
 
+static void long_lines_are_cut_around_the_caret(void **state)
+{
+    (void)state;
+    struct sp_buf yaml;
+    sp_buf_init(&yaml);
+    sp_buf_puts(&yaml, "sources: {db: {type: postgres, connection: x}}\n"
+                       "sinks: {out: {type: stdout}}\n"
+                       "streams: [{name: s, source: db, sink: out, tables: [");
+    for (int i = 0; i < 40; i++) {
+        sp_buf_printf(&yaml, "t%02d, ", i);
+    }
+    sp_buf_puts(&yaml, "a.b.c]}]\n");
+    expect_diag(
+        yaml.data,
+        "siphon.yaml:3:253: error: stream \"s\": invalid table name \"a.b.c\": more than "
+        "two parts (schema.table)\n"
+        "    3 | ..., t10, t11, t12, t13, t14, t15, t16, t17, t18, t19, t20, t21, t22, t23, "
+        "t24, t25, t26, t27, t28, t29, t30, t31, t32, t33, t34, t35, t36, t37, t38, t39, "
+        "a.b.c]}]\n"
+        "      |                                                                           "
+        "                                                                                 ^"
+        "~~~~\n"
+        "  hint: write table, schema.table or \"Quoted Schema\".\"Quoted Table\"\n");
+    sp_buf_fini(&yaml);
+}
+
 static void aliases_are_expanded(void **state)
 {
     (void)state;
@@ -1422,6 +1448,7 @@ int main(void)
         cmocka_unit_test(multiple_errors_reported_together_in_file_order),
         cmocka_unit_test(error_limit),
         cmocka_unit_test(unused_source_and_sink_are_warnings),
+        cmocka_unit_test(long_lines_are_cut_around_the_caret),
         cmocka_unit_test(aliases_are_expanded),
         cmocka_unit_test(no_streams),
         cmocka_unit_test(docs_match_option_tables),

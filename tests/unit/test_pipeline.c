@@ -3,10 +3,11 @@
  * Pipeline runtime with in-memory plugins: delivery order, confirmation only
  * after acknowledgement, backpressure, retries and the recovery policies.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <pthread.h>
@@ -46,13 +47,23 @@ static int fx_setup(void **state)
     f->sinks[0] = (struct sp_cfg_sink){.name = "main", .ops = &fake_sink_ops, .conf = &f->kconf};
     f->sinks[1] = (struct sp_cfg_sink){.name = "dead", .ops = &fake_sink_ops, .conf = &f->dconf};
     f->table = (struct sp_cfg_table){.schema = "public", .table = "t"};
-    f->stream = (struct sp_cfg_stream){.name = "s", .source = 0, .tables = &f->table,
-                                       .ntables = 1, .format = &fake_format_ops, .sink = 0,
-                                       .recovery = SP_RECOVERY_FAIL, .recovery_sink = -1,
+    f->stream = (struct sp_cfg_stream){.name = "s",
+                                       .source = 0,
+                                       .tables = &f->table,
+                                       .ntables = 1,
+                                       .format = &fake_format_ops,
+                                       .sink = 0,
+                                       .recovery = SP_RECOVERY_FAIL,
+                                       .recovery_sink = -1,
                                        .messages = true};
-    f->cfg = (struct sp_config){.sources = &f->src, .nsources = 1, .sinks = f->sinks,
-                                .nsinks = 2, .streams = &f->stream, .nstreams = 1,
-                                .memory_limit = 16 << 20, .shutdown_timeout = 5000};
+    f->cfg = (struct sp_config){.sources = &f->src,
+                                .nsources = 1,
+                                .sinks = f->sinks,
+                                .nsinks = 2,
+                                .streams = &f->stream,
+                                .nstreams = 1,
+                                .memory_limit = 16 << 20,
+                                .shutdown_timeout = 5000};
     sp_event_list_init(&f->sconf.events);
     f->rel = fake_relation("public", "t");
     *state = f;
@@ -268,11 +279,11 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(rejected_record_goes_to_dead_letter_sink, fx_setup,
                                         fx_teardown),
-        cmocka_unit_test_setup_teardown(format_error_goes_to_dead_letter_with_raw_event,
-                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(format_error_goes_to_dead_letter_with_raw_event, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(ignore_policy_drops_and_confirms, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(fail_policy_stops_without_confirming_past_event,
-                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(fail_policy_stops_without_confirming_past_event, fx_setup,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
 }

@@ -5,11 +5,12 @@
  * wal_level, the REPLICATION privilege, the slot (or room for one), the
  * publication, the tables and their replica identity.
  */
+#include "core/check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/check.h"
 #include "core/plugin.h"
 #include "source/pg/pg.h"
 #include "util/mem.h"
@@ -19,10 +20,11 @@ int sp_pg_check(struct sp_source *src, struct sp_check *chk);
 static void check_wal_level(PGconn *conn, struct sp_check *chk)
 {
     struct sp_err err;
-    PGresult *res = sp_pg_exec(conn, "SELECT current_setting('wal_level'), "
-                                     "current_setting('max_replication_slots')::int, "
-                                     "(SELECT count(*) FROM pg_replication_slots), "
-                                     "current_setting('max_wal_senders')::int",
+    PGresult *res = sp_pg_exec(conn,
+                               "SELECT current_setting('wal_level'), "
+                               "current_setting('max_replication_slots')::int, "
+                               "(SELECT count(*) FROM pg_replication_slots), "
+                               "current_setting('max_wal_senders')::int",
                                PGRES_TUPLES_OK, &err);
     if (res == NULL) {
         sp_check_fail(chk, NULL, "could not read server settings: %s", err.msg);
@@ -48,8 +50,9 @@ static void check_wal_level(PGconn *conn, struct sp_check *chk)
 static void check_privileges(PGconn *conn, struct sp_check *chk)
 {
     struct sp_err err;
-    PGresult *res = sp_pg_exec(conn, "SELECT rolreplication OR rolsuper, current_user "
-                                     "FROM pg_roles WHERE rolname = current_user",
+    PGresult *res = sp_pg_exec(conn,
+                               "SELECT rolreplication OR rolsuper, current_user "
+                               "FROM pg_roles WHERE rolname = current_user",
                                PGRES_TUPLES_OK, &err);
     if (res == NULL || PQntuples(res) == 0) {
         sp_check_fail(chk, NULL, "could not read the role's privileges: %s",
@@ -98,14 +101,17 @@ static void check_slot(PGconn *conn, const struct pg_conf *conf, struct sp_check
             sp_check_fail(chk, "drop the slot (siphon slots --drop) and start again",
                           "slot \"%s\" has lost required WAL (wal_status lost)", conf->slot);
         } else {
-            sp_check_ok(chk, "slot \"%s\" exists (pgoutput), confirmed up to %s, retaining %s "
-                        "of WAL", conf->slot, PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+            sp_check_ok(chk,
+                        "slot \"%s\" exists (pgoutput), confirmed up to %s, retaining %s "
+                        "of WAL",
+                        conf->slot, PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
         }
         PQclear(res);
         return;
     }
-    PGresult *res = sp_pg_exec(conn, "SELECT current_setting('max_replication_slots')::int - "
-                                     "(SELECT count(*) FROM pg_replication_slots)",
+    PGresult *res = sp_pg_exec(conn,
+                               "SELECT current_setting('max_replication_slots')::int - "
+                               "(SELECT count(*) FROM pg_replication_slots)",
                                PGRES_TUPLES_OK, &err);
     if (res == NULL) {
         sp_check_fail(chk, NULL, "%s", err.msg);
@@ -162,32 +168,39 @@ static void check_tables(PGconn *conn, const struct sp_source *src, struct sp_ch
             snprintf(hint, sizeof(hint),
                      "run ALTER TABLE %s.%s REPLICA IDENTITY FULL (or add a primary key)",
                      t->schema, t->table);
-            sp_check_fail(chk, hint, "table %s.%s has REPLICA IDENTITY NOTHING: once published, "
-                          "its UPDATEs and DELETEs fail on the server", t->schema, t->table);
+            sp_check_fail(chk, hint,
+                          "table %s.%s has REPLICA IDENTITY NOTHING: once published, "
+                          "its UPDATEs and DELETEs fail on the server",
+                          t->schema, t->table);
         } else if (ident == 'd' && !has_pk) {
             char hint[400];
             snprintf(hint, sizeof(hint),
                      "add a primary key, or run ALTER TABLE %s.%s REPLICA IDENTITY FULL "
                      "(old rows are then logged whole)",
                      t->schema, t->table);
-            sp_check_warn(chk, hint, "table %s.%s has no primary key: once it is in a "
+            sp_check_warn(chk, hint,
+                          "table %s.%s has no primary key: once it is in a "
                           "publication, UPDATE and DELETE on it fail on the server, and its "
-                          "events have no key", t->schema, t->table);
+                          "events have no key",
+                          t->schema, t->table);
         } else {
             sp_check_ok(chk, "table %s.%s: replica identity %s", t->schema, t->table,
-                        ident == 'f' ? "full" : ident == 'i' ? "index" : "primary key");
+                        ident == 'f'   ? "full"
+                        : ident == 'i' ? "index"
+                                       : "primary key");
         }
         PQclear(res);
     }
 }
 
-static void check_publication(PGconn *conn, const struct pg_conf *conf,
-                              const struct sp_source *src, struct sp_check *chk)
+static void check_publication(PGconn *conn, const struct pg_conf *conf, const struct sp_source *src,
+                              struct sp_check *chk)
 {
     struct sp_err err;
     const char *params[1] = {conf->publication};
-    PGresult *res = sp_pg_exec_params(conn, "SELECT puballtables FROM pg_publication "
-                                            "WHERE pubname = $1",
+    PGresult *res = sp_pg_exec_params(conn,
+                                      "SELECT puballtables FROM pg_publication "
+                                      "WHERE pubname = $1",
                                       1, params, PGRES_TUPLES_OK, &err);
     if (res == NULL) {
         sp_check_fail(chk, NULL, "%s", err.msg);
@@ -238,8 +251,10 @@ int sp_pg_check(struct sp_source *src, struct sp_check *chk)
         sp_check_ok(chk, "connected to database \"%s\" (server %d)", PQdb(conn),
                     PQserverVersion(conn));
         if (PQserverVersion(conn) < 100000) {
-            sp_check_fail(chk, "upgrade PostgreSQL", "PostgreSQL %d is too old: pgoutput "
-                          "needs 10 or later", PQserverVersion(conn));
+            sp_check_fail(chk, "upgrade PostgreSQL",
+                          "PostgreSQL %d is too old: pgoutput "
+                          "needs 10 or later",
+                          PQserverVersion(conn));
         }
         check_wal_level(conn, chk);
         check_privileges(conn, chk);

@@ -83,9 +83,9 @@ static int pg_session_settings(struct pg_state *st, struct sp_err *err)
      * them so the output never depends on the server's or role's defaults.
      */
     static const char *const sets[] = {
-        "SET TimeZone = 'UTC'",       "SET DateStyle = 'ISO, MDY'",
+        "SET TimeZone = 'UTC'",           "SET DateStyle = 'ISO, MDY'",
         "SET IntervalStyle = 'iso_8601'", "SET extra_float_digits = 3",
-        "SET bytea_output = 'hex'",   "SET lc_monetary = 'C'",
+        "SET bytea_output = 'hex'",       "SET lc_monetary = 'C'",
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(sets); i++) {
         PGresult *res = sp_pg_exec(st->repl, sets[i], PGRES_COMMAND_OK, err);
@@ -106,8 +106,10 @@ static int pg_check_wal_level(PGconn *conn, struct sp_err *err)
     }
     int rc = 0;
     if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0) {
-        rc = sp_err_set(err, SP_EUNSUPP, "the server runs with wal_level = %s; logical "
-                        "replication needs wal_level = logical", PQgetvalue(res, 0, 0));
+        rc = sp_err_set(err, SP_EUNSUPP,
+                        "the server runs with wal_level = %s; logical "
+                        "replication needs wal_level = logical",
+                        PQgetvalue(res, 0, 0));
         sp_err_hint(err, "run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL");
     }
     PQclear(res);
@@ -117,8 +119,8 @@ static int pg_check_wal_level(PGconn *conn, struct sp_err *err)
 static int pg_create_slot(struct pg_state *st, struct sp_err *err)
 {
     char *ident = PQescapeIdentifier(st->repl, st->slot, strlen(st->slot));
-    char *sql = sp_xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                             ident);
+    char *sql =
+        sp_xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", ident);
     PQfreemem(ident);
     PGresult *res = sp_pg_exec(st->repl, sql, PGRES_TUPLES_OK, err);
     free(sql);
@@ -221,14 +223,16 @@ static int pg_connect_and_start(struct pg_state *st, struct sp_err *err)
     if (rc == 0) {
         if (!conf->create_slot) {
             rc = sp_err_set(err, SP_EINVAL, "replication slot \"%s\" does not exist", st->slot);
-            sp_err_hint(err, "create it (SELECT pg_create_logical_replication_slot('%s', "
-                             "'pgoutput')) or set create_slot: true",
+            sp_err_hint(err,
+                        "create it (SELECT pg_create_logical_replication_slot('%s', "
+                        "'pgoutput')) or set create_slot: true",
                         st->slot);
             return rc;
         }
         if (conf->snapshot == SP_PG_SNAPSHOT_INITIAL) {
-            rc = sp_err_set(err, SP_EUNSUPP, "snapshot: initial is not available in this "
-                                             "version of siphon");
+            rc = sp_err_set(err, SP_EUNSUPP,
+                            "snapshot: initial is not available in this "
+                            "version of siphon");
             sp_err_hint(err, "set snapshot: never to stream changes from the slot's creation on");
             return rc;
         }
@@ -311,8 +315,8 @@ static void pg_lost(struct pg_state *st, const char *why)
     /* Jitter: between half and all of the backoff, so many sources do not retry in step. */
     backoff = backoff / 2 + rand() % (backoff / 2 + 1);
     st->attempts++;
-    sp_log_warn(&st->src->log, "%s; reconnecting in %lld ms (attempt %d)", why,
-                (long long)backoff, st->attempts);
+    sp_log_warn(&st->src->log, "%s; reconnecting in %lld ms (attempt %d)", why, (long long)backoff,
+                st->attempts);
     pg_disconnect(st);
     st->reconnect_at_ms = sp_time_mono_ms() + backoff;
 }
@@ -327,8 +331,7 @@ static int pg_handle_copydata(struct pg_state *st, const uint8_t *buf, size_t le
     }
     if (buf[0] == 'k') {
         if (len < 18) {
-            return sp_err_set(err, SP_EPROTO, "keepalive message of %zu bytes (expected 18)",
-                              len);
+            return sp_err_set(err, SP_EPROTO, "keepalive message of %zu bytes (expected 18)", len);
         }
         uint64_t wal_end = pg_get_u64(buf + 1);
         bool reply = buf[17] != 0;
@@ -407,9 +410,8 @@ static int pg_read(struct sp_source *src, int budget, struct sp_err *err)
             if (len == -1) {
                 PGresult *res = PQgetResult(st->repl);
                 snprintf(why, sizeof(why), "the server ended replication: %s",
-                         res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR
-                             ? sp_pq_resmsg(res)
-                             : "end of stream");
+                         res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR ? sp_pq_resmsg(res)
+                                                                                 : "end of stream");
                 PQclear(res);
             } else {
                 snprintf(why, sizeof(why), "lost the replication connection: %s",
@@ -556,12 +558,11 @@ static int pg_open(struct sp_source *src, struct sp_err *err)
     st->conf = conf;
     st->src = src;
     st->slot = conf->slot != NULL ? sp_xstrdup(conf->slot) : sp_pg_default_name(src->name);
-    st->publication = conf->publication != NULL ? sp_xstrdup(conf->publication)
-                                                : sp_pg_default_name(src->name);
+    st->publication =
+        conf->publication != NULL ? sp_xstrdup(conf->publication) : sp_pg_default_name(src->name);
     /* Let the setup helpers see the resolved names. */
     conf->slot = conf->slot != NULL ? conf->slot : sp_xstrdup(st->slot);
-    conf->publication = conf->publication != NULL ? conf->publication
-                                                  : sp_xstrdup(st->publication);
+    conf->publication = conf->publication != NULL ? conf->publication : sp_xstrdup(st->publication);
     st->rc = sp_relcache_new();
     st->tc = sp_typcache_new(pg_lookup_type, st);
     sp_pgo_init(&st->dec, st->rc);

@@ -5,9 +5,10 @@
 #ifndef SIPHON_SOURCE_PG_PG_H
 #define SIPHON_SOURCE_PG_PG_H
 
+#include <stdint.h>
+
 #include <libpq-fe.h>
 #include <stdbool.h>
-#include <stdint.h>
 
 #include "core/err.h"
 #include "core/plugin.h"
@@ -46,8 +47,8 @@ PGconn *sp_pg_connect(const struct pg_conf *conf, bool replication, struct sp_er
 
 /* Run a query returning rows/commands; err on anything else. Caller PQclears. */
 PGresult *sp_pg_exec(PGconn *conn, const char *sql, ExecStatusType want, struct sp_err *err);
-PGresult *sp_pg_exec_params(PGconn *conn, const char *sql, int nparams,
-                            const char *const *values, ExecStatusType want, struct sp_err *err);
+PGresult *sp_pg_exec_params(PGconn *conn, const char *sql, int nparams, const char *const *values,
+                            ExecStatusType want, struct sp_err *err);
 
 /*
  * Make sure the publication exists and covers tables (creating it if

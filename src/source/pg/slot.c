@@ -136,10 +136,11 @@ PGconn *sp_pg_connect(const struct pg_conf *conf, bool replication, struct sp_er
     char timeout[32];
     snprintf(timeout, sizeof(timeout), "%lld",
              (long long)((conf->connect_timeout_ms + 999) / 1000));
-    const char *keys[] = {"dbname", "replication", "connect_timeout", "application_name",
-                          "fallback_application_name", NULL};
-    const char *vals[] = {conf->connection, replication ? "database" : NULL, timeout, NULL,
-                          "siphon", NULL};
+    const char *keys[] = {
+        "dbname", "replication", "connect_timeout", "application_name", "fallback_application_name",
+        NULL};
+    const char *vals[] = {
+        conf->connection, replication ? "database" : NULL, timeout, NULL, "siphon", NULL};
     /* Leave out keys whose value is NULL: libpq stops at the first NULL key. */
     const char *k2[6];
     const char *v2[6];
@@ -183,8 +184,8 @@ PGresult *sp_pg_exec(PGconn *conn, const char *sql, ExecStatusType want, struct 
     return sp_pg_exec_params(conn, sql, 0, NULL, want, err);
 }
 
-PGresult *sp_pg_exec_params(PGconn *conn, const char *sql, int nparams,
-                            const char *const *values, ExecStatusType want, struct sp_err *err)
+PGresult *sp_pg_exec_params(PGconn *conn, const char *sql, int nparams, const char *const *values,
+                            ExecStatusType want, struct sp_err *err)
 {
     PGresult *res = nparams > 0 ? PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0)
                                 : PQexec(conn, sql);
@@ -260,8 +261,7 @@ int sp_pg_ensure_publication(PGconn *conn, const struct pg_conf *conf,
         char *sql = sp_xasprintf("CREATE PUBLICATION %s FOR TABLE %s", ident, list.data);
         PQfreemem(ident);
         if (!conf->create_publication) {
-            rc = sp_err_set(err, SP_EINVAL, "publication \"%s\" does not exist",
-                            conf->publication);
+            rc = sp_err_set(err, SP_EINVAL, "publication \"%s\" does not exist", conf->publication);
             sp_err_hint(err, "create it with: %s", sql);
             free(sql);
             goto out;
@@ -342,11 +342,13 @@ int sp_pg_slot_state(PGconn *conn, const char *slot, struct sp_err *err)
         rc = sp_err_set(err, SP_EINVAL,
                         "replication slot \"%s\" uses output plugin \"%s\", not pgoutput", slot,
                         PQgetvalue(res, 0, 0));
-        sp_err_hint(err, "choose another slot name, or drop the slot if nothing else uses it: "
-                         "SELECT pg_drop_replication_slot('%s')", slot);
+        sp_err_hint(err,
+                    "choose another slot name, or drop the slot if nothing else uses it: "
+                    "SELECT pg_drop_replication_slot('%s')",
+                    slot);
     } else if (strcmp(PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3)) != 0) {
-        rc = sp_err_set(err, SP_EINVAL, "replication slot \"%s\" belongs to database \"%s\"",
-                        slot, PQgetvalue(res, 0, 2));
+        rc = sp_err_set(err, SP_EINVAL, "replication slot \"%s\" belongs to database \"%s\"", slot,
+                        PQgetvalue(res, 0, 2));
         sp_err_hint(err, "choose another slot name for this source");
     }
     PQclear(res);
