@@ -149,8 +149,9 @@ int sp_cfg_parse_table(const char *s, char **schema, char **table, struct sp_err
 char *sp_cfg_mask_conninfo(const char *s);
 
 /*
- * Markdown reference of one option table: "### title", the summary and a
- * table of name, type, default and description. Appends to out.
+ * Markdown reference of one option table: "### title" (none when title is
+ * NULL), the summary (may be NULL) and a table of name, type, default and
+ * description. Appends to out.
  */
 void sp_opt_doc_markdown(const char *title, const char *summary, const struct sp_opt *opts,
                          struct sp_buf *out);

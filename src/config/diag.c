@@ -272,6 +272,9 @@ void sp_diag_attach_source(struct sp_diag *d, const char *file, const char *text
         }
         /* find the line */
         size_t pos = 0;
+        if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+            pos = 3; /* a byte order mark: libyaml does not count it as a column */
+        }
         for (int ln = 1; ln < it->loc.line && pos < len; pos++) {
             if (text[pos] == '\n') {
                 ln++;

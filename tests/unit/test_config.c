@@ -1012,6 +1012,25 @@ static void file_substitution_and_dollar_escape(void **state)
     free(dir);
 }
 
+static void load_from_file_resolves_relative_paths(void **state)
+{
+    (void)state;
+    struct sp_diag d;
+    struct sp_config *cfg = NULL;
+    sp_diag_init(&d);
+    assert_int_equal(sp_cfg_load("data/config/valid.yaml", NULL, &cfg, &d), 0);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(cfg->file, "data/config/valid.yaml");
+    assert_int_equal(cfg->nstreams, 1);
+    assert_string_equal(cfg->streams[0].toast_placeholder, "<unchanged>");
+    assert_int_equal(cfg->streams[0].recovery_sink, 1);
+    assert_int_equal(cfg->memory_limit, INT64_C(32) << 20);
+    assert_int_equal(cfg->shutdown_timeout, 60000);
+    assert_ptr_equal(cfg->streams[0].loc.file, cfg->file);
+    sp_cfg_free(cfg);
+    sp_diag_fini(&d);
+}
+
 static void missing_config_file(void **state)
 {
     (void)state;
@@ -1440,6 +1459,7 @@ int main(void)
         cmocka_unit_test(stream_checks),
         cmocka_unit_test(missing_env_var),
         cmocka_unit_test(file_substitution_and_dollar_escape),
+        cmocka_unit_test(load_from_file_resolves_relative_paths),
         cmocka_unit_test(missing_config_file),
         cmocka_unit_test(yaml_syntax_errors),
         cmocka_unit_test(secrets_are_never_printed),

@@ -576,6 +576,7 @@ static void arrays_of_box_use_semicolons(void **state)
     (void)state;
     check(1020, "{(1,1),(0,0);(2,2),(1,1)}", "[\"(1,1),(0,0)\",\"(2,2),(1,1)\"]");
     assert_int_equal(bt(1020)->delim, ';');
+    assert_ptr_equal(bt(1020)->elem, bt(603));
 }
 
 static void malformed_arrays_are_rejected(void **state)
@@ -706,7 +707,8 @@ static void builtins_are_known_without_lookup(void **state)
         {23, 1007},   {25, 1009},   {26, 1028},   {114, 199},   {142, 143},   {650, 651},
         {700, 1021},  {701, 1022},  {774, 775},   {790, 791},   {829, 1040},  {869, 1041},
         {1042, 1014}, {1043, 1015}, {1082, 1182}, {1083, 1183}, {1114, 1115}, {1184, 1185},
-        {1186, 1187}, {1266, 1270}, {1700, 1231}, {2950, 2951}, {3802, 3807},
+        {1186, 1187}, {1266, 1270}, {1700, 1231}, {2950, 2951}, {3802, 3807}, {22, 1006},
+        {30, 1013},
     };
     struct sp_typcache *tc = sp_typcache_new(fake_lookup, fc);
     struct sp_err err;

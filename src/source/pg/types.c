@@ -1180,7 +1180,8 @@ struct tc_arr {
     char delim;
     struct sp_buf elem; /* scratch: the current element, unescaped */
     struct sp_buf *out;
-    int depth; /* conversion depth of the array value */
+    int depth;        /* conversion depth of the array value */
+    bool elem_failed; /* err was filled by an element's conversion */
 };
 
 /* array_in's notion of whitespace. */
@@ -1289,6 +1290,7 @@ static int tc_arr_level(struct tc_arr *a, int dim, struct sp_err *err)
                 int rc =
                     tc_convert(a->t->elem, a->elem.data, a->elem.len, a->out, a->depth + 1, err);
                 if (rc < 0) {
+                    a->elem_failed = true;
                     sp_err_prefix(err, "element of %s", tc_type_name(a->t));
                     return rc;
                 }
@@ -1357,7 +1359,7 @@ static int tc_conv_array(const struct sp_type *t, const char *text, size_t len, 
         }
     }
     sp_buf_fini(&a.elem);
-    if (rc < 0 && err->code == 0) {
+    if (rc < 0 && !a.elem_failed) {
         return tc_bad(err, t, text, len);
     }
     return rc;
@@ -1490,7 +1492,6 @@ int sp_pgtext_to_json(const struct sp_type *t, const char *text, size_t len, str
         text = "";
         len = 0;
     }
-    err->code = 0;
     int rc = tc_convert(t, text, len, out, 0, err);
     if (rc < 0) {
         out->len = mark;
