@@ -134,20 +134,25 @@ static int json_put_tuple_or_null(const struct sp_format *fmt, const struct sp_e
 }
 
 /*
- * Message events ('m', pg_logical_emit_message) belong to no table: key
- * empty, before null, after {"prefix","content","transactional"} with the
- * content as a JSON string (invalid UTF-8 becomes U+FFFD), and
- * source.schema/source.table are "".
+ * Message events ('m', pg_logical_emit_message) belong to no table: before and
+ * after are null, source.schema/source.table are "", and the message goes in
+ * a "message" member, {"prefix","content","transactional"}. The content is a
+ * JSON string when it is valid UTF-8; otherwise it is base64 and the member
+ * says "encoding":"base64", so no byte is lost. The key is {"prefix":...}.
  */
 static void json_put_message(const struct sp_event *ev, struct sp_buf *out)
 {
     sp_buf_puts(out, "{\"prefix\":");
     json_put_str(out, ev->msg_prefix);
     sp_buf_puts(out, ",\"content\":");
-    if (ev->msg_content != NULL) {
-        sp_buf_put_json_str(out, ev->msg_content, ev->msg_len);
+    const char *content = ev->msg_content != NULL ? ev->msg_content : "";
+    size_t len = ev->msg_content != NULL ? ev->msg_len : 0;
+    bool text = sp_utf8_valid(content, len) && memchr(content, '\0', len) == NULL;
+    if (text) {
+        sp_buf_put_json_str(out, content, len);
     } else {
-        sp_buf_puts(out, "\"\"");
+        sp_json_put_base64(out, content, len);
+        sp_buf_puts(out, ",\"encoding\":\"base64\"");
     }
     sp_buf_puts(out,
                 ev->msg_transactional ? ",\"transactional\":true}" : ",\"transactional\":false}");
@@ -214,7 +219,7 @@ static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, s
         sp_buf_puts(value, "null,\"after\":null");
         break;
     case SP_OP_MESSAGE:
-        sp_buf_puts(value, "null,\"after\":");
+        sp_buf_puts(value, "null,\"after\":null,\"message\":");
         json_put_message(ev, value);
         break;
     default:
@@ -240,7 +245,14 @@ static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct 
 {
     size_t key_mark = key->len;
     size_t value_mark = value->len;
-    int rc = ev->op == SP_OP_MESSAGE ? 0 : json_put_key(fmt, ev, key, err);
+    int rc = 0;
+    if (ev->op == SP_OP_MESSAGE) {
+        sp_buf_puts(key, "{\"prefix\":");
+        json_put_str(key, ev->msg_prefix);
+        sp_buf_putc(key, '}');
+    } else {
+        rc = json_put_key(fmt, ev, key, err);
+    }
     if (rc == 0) {
         rc = json_encode_value(fmt, ev, value, err);
     }

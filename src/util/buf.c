@@ -207,6 +207,20 @@ void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n)
     sp_buf_putc(b, '"');
 }
 
+bool sp_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t ul = buf_utf8_len(p + i, n - i);
+        if (ul == 0) {
+            return false;
+        }
+        i += ul;
+    }
+    return true;
+}
+
 char *sp_buf_steal(struct sp_buf *b)
 {
     char *p = b->data ? b->data : sp_xstrdup("");

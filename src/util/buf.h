@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "util/mem.h"
 
 struct sp_buf {
@@ -30,6 +32,8 @@ void sp_buf_put_u64(struct sp_buf *b, uint64_t v);
 void sp_buf_put_i64(struct sp_buf *b, int64_t v);
 /* Append s as a JSON string literal, quotes included; invalid UTF-8 bytes become U+FFFD. */
 void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n);
+/* True when the n bytes at s are valid UTF-8. */
+bool sp_utf8_valid(const char *s, size_t n);
 /* Detach the data: the caller frees it; b is left empty. */
 char *sp_buf_steal(struct sp_buf *b);
 
