@@ -401,10 +401,12 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
                    "COMMIT");
     char *nt_lsn = sp_test_sql_value(
         c, "SELECT pg_logical_emit_message(false, 'ops-nt', 'outside \"any\" transaction')");
+    /* Content that is not UTF-8 text goes out as base64. */
+    sp_test_sql(c, "SELECT pg_logical_emit_message(false, 'ops-bin', '\\xff00fe'::bytea)");
     /* Commit order is output order: once this is out, everything before it is too. */
     sp_test_sql(c, "INSERT INTO ops_t VALUES (5, 'last')");
-    siphon_wait_events(fx, 12);
-    siphon_stop(fx, 12);
+    siphon_wait_events(fx, 13);
+    siphon_stop(fx, 13);
     char **l = fx->lines;
 
     /* One transaction: 3 inserts and an update; ops_other's insert left out. */
@@ -482,11 +484,19 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
     free(nt_id);
     free(want_id);
 
-    uint64_t t6 = assert_txn(l, 11, 1, true);
-    assert_ev(l[11], "after", "{\"id\":5,\"name\":\"last\"}");
+    assert_ev(l[11], "op", "m");
+    assert_ev(l[11], "message.prefix", "ops-bin");
+    assert_ev(l[11], "message.content", "/wD+");
+    assert_ev(l[11], "message.encoding", "base64");
+    assert_ev(l[11], "message.transactional", "false");
+    assert_int_equal(ev_meta(l[11]).seq, 0);
+
+    uint64_t t6 = assert_txn(l, 12, 1, true);
+    assert_ev(l[12], "after", "{\"id\":5,\"name\":\"last\"}");
 
     /* Transactions in commit order, with distinct ids. */
-    assert_true(t1 < t2 && t2 < t3 && t3 < t4 && t4 < t5 && t5 < nt.lsn && nt.lsn < t6);
+    assert_true(t1 < t2 && t2 < t3 && t3 < t4 && t4 < t5 && t5 < nt.lsn && nt.lsn < ev_meta(l[11]).lsn &&
+                ev_meta(l[11]).lsn < t6);
     assert_true(ev_meta(l[0]).xid != ev_meta(l[4]).xid);
     for (size_t i = 0; i < fx->nlines; i++) {
         for (size_t j = i + 1; j < fx->nlines; j++) {
