@@ -9,6 +9,7 @@
 extern const struct sp_source_ops sp_source_postgres;
 extern const struct sp_sink_ops sp_sink_stdout;
 extern const struct sp_sink_ops sp_sink_file;
+extern const struct sp_sink_ops sp_sink_null;
 extern const struct sp_format_ops sp_format_json;
 
 const struct sp_source_ops *const sp_registry_sources[] = {
@@ -18,6 +19,7 @@ const struct sp_source_ops *const sp_registry_sources[] = {
 
 const struct sp_sink_ops *const sp_registry_sinks[] = {
     &sp_sink_file,
+    &sp_sink_null,
     &sp_sink_stdout,
     NULL,
 };
