@@ -815,11 +815,11 @@ static void unknown_plugin_type(void **state)
                 "siphon.yaml:7:11: error: sink \"bus\": unknown sink type \"kafka\"\n"
                 "    7 |     type: kafka\n"
                 "      |           ^~~~~\n"
-                "  hint: available sink types: file, stdout\n"
+                "  hint: available sink types: file, null, stdout\n"
                 "siphon.yaml:9:9: error: sink \"dead\": missing required option \"type\"\n"
                 "    9 |   dead: {path: /tmp/dead.jsonl}\n"
                 "      |         ^~~~~~~~~~~~~~~~~~~~~~~\n"
-                "  hint: available sink types: file, stdout\n");
+                "  hint: available sink types: file, null, stdout\n");
 }
 
 static void undefined_references(void **state)
