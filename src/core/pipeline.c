@@ -3,10 +3,11 @@
  * Stream runtime: routing, formatting, batching, delivery threads,
  * acknowledgements, recovery policies and backpressure.
  *
- * Threads: everything here runs on the pipeline thread except
- * sink_worker_main (one per sink) and sp_batch_done (any thread). The two
- * meet only at a sink's queue (ps->mu) and the pipeline's done list
- * (pl->done_mu + an eventfd that wakes the pipeline thread).
+ * Threads: everything here runs on the pipeline thread except pl_on_done,
+ * which sinks reach through sp_batch_done from any thread: it queues the
+ * batch on the done list (pl->done_mu) and wakes the pipeline thread through
+ * an eventfd. Delivery to each sink (partitions, batching, retries, its
+ * thread) is core/delivery.c.
  *
  * What this file does not do: decode (sources), encode (formats) or talk
  * to destinations (sinks).
@@ -26,6 +27,7 @@
 
 #include "core/check.h"
 #include "core/checkpoint.h"
+#include "core/delivery.h"
 #include "core/sinkconf.h"
 #include "telemetry/log.h"
 #include "util/hash.h"
@@ -33,9 +35,7 @@
 #include "util/mem.h"
 #include "util/time.h"
 
-#define PL_READ_BUDGET    256 /* messages per source read call */
-#define PL_MAX_RETRY_MS   30000
-#define PL_FIRST_RETRY_MS 100
+#define PL_READ_BUDGET 256 /* messages per source read call */
 
 struct pl_sink;
 struct pl_stream;
@@ -50,31 +50,13 @@ struct pl_rec {
     int attempts;
 };
 
-struct pl_batch {
-    struct sp_batch b;
-    struct pl_sink *ps;
-    int rc;
-    struct sp_err err;
-};
-
 struct pl_sink {
     struct sp_sink sk;
     const struct sp_cfg_sink *cfg;
     const struct sp_sink_batching *batching;
     struct sp_pipeline *pl;
+    struct sp_delivery *dl;
     bool opened;
-    /* shared with the delivery thread, under mu */
-    pthread_t thread;
-    bool thread_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct pl_batch *q_head;
-    struct pl_batch *q_tail;
-    int busy; /* batches queued or being submitted */
-    bool stopping;
-    /* pipeline thread only */
-    struct pl_batch *open; /* being filled */
-    int64_t open_since_ms;
 };
 
 struct pl_stream {
@@ -110,9 +92,10 @@ struct sp_pipeline {
     int nstreams;
     /* done list, filled by sp_batch_done from any thread */
     pthread_mutex_t done_mu;
-    struct pl_batch *done_head;
-    struct pl_batch *done_tail;
+    struct sp_batch *done_head;
+    struct sp_batch *done_tail;
     int wake_fd;
+    bool stopped; /* delivery threads stopped: retriable outcomes are final */
     /* pipeline thread only */
     uint64_t inflight_bytes;
     uint64_t inflight_recs;
@@ -152,6 +135,9 @@ static struct pl_rec *pl_rec_new(const char *id, const char *schema, const char 
         pr->r.key_len = key_len;
         pr->r.key_hash = sp_hash_fnv1a(key, key_len);
         p += key_len + 1;
+    } else {
+        /* No key: keep the table's changes in one partition, in order. */
+        pr->r.key_hash = sp_hash_fnv1a(schema, s_len) ^ sp_hash_fnv1a(table, t_len);
     }
     memcpy(p, value, value_len);
     p[value_len] = '\0';
@@ -169,202 +155,37 @@ static void pl_rec_free(struct sp_pipeline *pl, struct pl_rec *pr)
     free(pr);
 }
 
-/* ---- sinks and their delivery threads ---- */
-
-static struct pl_batch *pl_batch_new(struct pl_sink *ps)
+static void pl_rec_free_cb(void *ctx, struct sp_rec *r)
 {
-    struct pl_batch *pb = sp_xcalloc(1, sizeof(*pb));
-    pb->b.sk = &ps->sk;
-    pb->ps = ps;
-    return pb;
+    pl_rec_free(ctx, (struct pl_rec *)r);
 }
 
-void sp_batch_done(struct sp_batch *b, int rc, const struct sp_err *err)
+/* ---- sinks ---- */
+
+/* sp_delivery_done_fn: queue the batch for the pipeline thread and wake it. */
+static void pl_on_done(void *ctx, struct sp_batch *b)
 {
-    struct pl_batch *pb = (struct pl_batch *)((char *)b - offsetof(struct pl_batch, b));
-    struct sp_pipeline *pl = pb->ps->pl;
-    pb->rc = rc;
-    if (rc != 0 && err != NULL) {
-        pb->err = *err;
-    } else if (rc != 0) {
-        sp_err_set(&pb->err, rc, "sink reported failure without details");
-    }
+    struct sp_pipeline *pl = ctx;
     pthread_mutex_lock(&pl->done_mu);
-    pb->b.next = NULL;
+    b->next = NULL;
     if (pl->done_tail != NULL) {
-        pl->done_tail->b.next = &pb->b;
+        pl->done_tail->next = b;
     } else {
-        pl->done_head = pb;
+        pl->done_head = b;
     }
-    pl->done_tail = pb;
+    pl->done_tail = b;
     pthread_mutex_unlock(&pl->done_mu);
     uint64_t one = 1;
     ssize_t w = write(pl->wake_fd, &one, sizeof(one));
     (void)w; /* the eventfd only fails when its counter would overflow: still awake */
 }
 
-static void pl_sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* Exponential backoff with full jitter, capped. */
-static int64_t pl_backoff_ms(int attempt)
-{
-    int64_t cap = PL_FIRST_RETRY_MS;
-    for (int i = 1; i < attempt && cap < PL_MAX_RETRY_MS; i++) {
-        cap *= 2;
-    }
-    if (cap > PL_MAX_RETRY_MS) {
-        cap = PL_MAX_RETRY_MS;
-    }
-    return cap / 2 + (int64_t)(rand() % (int)(cap / 2 + 1));
-}
-
-/*
- * Submit one batch, retrying retriable failures in place: the sink's queue
- * waits behind it, which keeps order and lets backpressure build. A
- * permanent failure rejects every record of the batch.
- */
-static void sink_deliver(struct pl_sink *ps, struct pl_batch *pb)
-{
-    struct sp_err err;
-    for (;;) {
-        pb->b.attempt++;
-        sp_err_clear(&err);
-        int rc = ps->sk.ops->submit(&ps->sk, &pb->b, &err);
-        if (rc == 0) {
-            return; /* the sink calls sp_batch_done */
-        }
-        if (!err.retriable) {
-            sp_batch_done(&pb->b, rc, &err);
-            return;
-        }
-        pthread_mutex_lock(&ps->mu);
-        bool stopping = ps->stopping;
-        pthread_mutex_unlock(&ps->mu);
-        if (stopping && pb->b.attempt > 1) {
-            /* Shutting down: leave it undelivered and unconfirmed. */
-            sp_batch_done(&pb->b, rc, &err);
-            return;
-        }
-        int64_t wait = pl_backoff_ms(pb->b.attempt);
-        sp_log_emit_hint(&ps->sk.log, SP_LOG_WARN, err.hint,
-                         "could not deliver %zu records (attempt %d), retrying in %lld ms: %s",
-                         pb->b.count, pb->b.attempt, (long long)wait, err.msg);
-        pl_sleep_ms(wait);
-    }
-}
-
-static void *sink_worker_main(void *arg)
-{
-    struct pl_sink *ps = arg;
-    for (;;) {
-        pthread_mutex_lock(&ps->mu);
-        while (ps->q_head == NULL && !ps->stopping) {
-            if (ps->sk.ops->poll != NULL) {
-                pthread_mutex_unlock(&ps->mu);
-                ps->sk.ops->poll(&ps->sk, 100);
-                pthread_mutex_lock(&ps->mu);
-                if (ps->q_head == NULL && !ps->stopping) {
-                    continue;
-                }
-                break;
-            }
-            pthread_cond_wait(&ps->cv, &ps->mu);
-        }
-        if (ps->q_head == NULL && ps->stopping) {
-            pthread_mutex_unlock(&ps->mu);
-            break;
-        }
-        struct pl_batch *pb = ps->q_head;
-        ps->q_head = (struct pl_batch *)(void *)pb->b.next;
-        if (ps->q_head == NULL) {
-            ps->q_tail = NULL;
-        }
-        pb->b.next = NULL;
-        pthread_mutex_unlock(&ps->mu);
-        sink_deliver(ps, pb);
-    }
-    if (ps->sk.ops->flush != NULL) {
-        struct sp_err err;
-        sp_err_clear(&err);
-        if (ps->sk.ops->flush(&ps->sk, 10000, &err) != 0) {
-            sp_log_error(&ps->sk.log, "could not flush: %s", err.msg);
-        }
-    }
-    return NULL;
-}
-
-/* Queue links reuse sp_batch.next, which points at the embedded sp_batch;
- * struct pl_batch starts with it, so the casts above are exact. */
-static void sink_enqueue(struct pl_sink *ps, struct pl_batch *pb)
-{
-    pthread_mutex_lock(&ps->mu);
-    pb->b.next = NULL;
-    if (ps->q_tail != NULL) {
-        ps->q_tail->b.next = &pb->b;
-    } else {
-        ps->q_head = pb;
-    }
-    ps->q_tail = pb;
-    ps->busy++;
-    pthread_cond_signal(&ps->cv);
-    pthread_mutex_unlock(&ps->mu);
-}
-
-static bool sink_idle(struct pl_sink *ps)
-{
-    pthread_mutex_lock(&ps->mu);
-    bool idle = ps->busy == 0;
-    pthread_mutex_unlock(&ps->mu);
-    return idle;
-}
-
-/* Hand the open batch over when it is full, or when the sink is idle and
- * the linger time has passed (or force). */
-static void sink_maybe_flush(struct pl_sink *ps, bool force, int64_t now)
-{
-    struct pl_batch *pb = ps->open;
-    if (pb == NULL || pb->b.count == 0) {
-        return;
-    }
-    bool full = pb->b.count >= (size_t)ps->batching->batch_size ||
-                pb->b.bytes >= (size_t)ps->batching->batch_bytes;
-    if (!full && !force) {
-        if (now - ps->open_since_ms < ps->batching->linger_ms || !sink_idle(ps)) {
-            return;
-        }
-    }
-    ps->open = NULL;
-    sink_enqueue(ps, pb);
-}
-
 static void sink_add(struct pl_sink *ps, struct pl_rec *pr)
 {
-    if (ps->open == NULL) {
-        ps->open = pl_batch_new(ps);
-        ps->open_since_ms = sp_time_mono_ms();
-    }
-    struct sp_batch *b = &ps->open->b;
-    pr->r.next = NULL;
-    if (b->tail != NULL) {
-        b->tail->next = &pr->r;
-    } else {
-        b->head = &pr->r;
-    }
-    b->tail = &pr->r;
-    b->count++;
-    b->bytes += pr->r.key_len + pr->r.value_len;
     ps->pl->inflight_bytes += pr->r.mem;
     ps->pl->inflight_recs++;
     ps->pl->stats.records++;
-    if (b->count >= (size_t)ps->batching->batch_size ||
-        b->bytes >= (size_t)ps->batching->batch_bytes) {
-        sink_maybe_flush(ps, true, 0);
-    }
+    sp_delivery_add(ps->dl, &pr->r);
 }
 
 /* ---- recovery ---- */
@@ -480,41 +301,31 @@ static void pl_recover(struct sp_pipeline *pl, struct pl_rec *pr, const struct s
 
 /* ---- acknowledgements ---- */
 
-static void pl_settle_batch(struct sp_pipeline *pl, struct pl_batch *pb)
+static void pl_settle_batch(struct sp_pipeline *pl, struct sp_batch *b)
 {
-    struct pl_sink *ps = pb->ps;
-    if (pb->rc != 0 && pb->err.retriable && !pl->fatal) {
-        /* An asynchronous sink gave the batch back: submit it again. */
-        sp_log_warn(&ps->sk.log, "batch of %zu records failed, resubmitting: %s", pb->b.count,
-                    pb->err.msg);
-        pthread_mutex_lock(&ps->mu);
-        ps->busy--;
-        pthread_mutex_unlock(&ps->mu);
-        pl_sleep_ms(pl_backoff_ms(pb->b.attempt));
-        pb->rc = 0;
-        sink_enqueue(ps, pb);
+    struct pl_sink *ps = (struct pl_sink *)(void *)b->sk;
+    if (b->rc != 0 && b->err.retriable && !pl->stopped) {
+        /* An asynchronous sink gave the batch back: its partition retries it. */
+        sp_delivery_retry(ps->dl, b);
         return;
     }
-    struct sp_rec *r = pb->b.head;
+    struct sp_rec *r = b->head;
     while (r != NULL) {
         struct sp_rec *next = r->next;
         struct pl_rec *pr = (struct pl_rec *)r;
-        pr->attempts = pb->b.attempt;
-        if (pb->rc == 0 && r->err == NULL) {
+        pr->attempts = b->attempt;
+        if (b->rc == 0 && r->err == NULL) {
             pl->stats.acked++;
             sp_ckpt_release(pr->ps->ck, r->txn);
-        } else if (pb->rc != 0 && pb->err.retriable) {
-            /* Shutting down with the sink unreachable: stays unconfirmed. */
+        } else if (b->rc != 0 && b->err.retriable) {
+            /* Stopped with the sink unreachable: stays unconfirmed. */
         } else {
-            pl_recover(pl, pr, r->err != NULL ? r->err : &pb->err, r->value, r->value_len);
+            pl_recover(pl, pr, r->err != NULL ? r->err : &b->err, r->value, r->value_len);
         }
         pl_rec_free(pl, pr);
         r = next;
     }
-    pthread_mutex_lock(&ps->mu);
-    ps->busy--;
-    pthread_mutex_unlock(&ps->mu);
-    free(pb);
+    sp_delivery_release(ps->dl, b);
 }
 
 static void pl_drain_done(struct sp_pipeline *pl)
@@ -523,14 +334,14 @@ static void pl_drain_done(struct sp_pipeline *pl)
     ssize_t rd = read(pl->wake_fd, &n, sizeof(n));
     (void)rd; /* nonblocking: EAGAIN when nothing was signalled */
     pthread_mutex_lock(&pl->done_mu);
-    struct pl_batch *pb = pl->done_head;
+    struct sp_batch *b = pl->done_head;
     pl->done_head = NULL;
     pl->done_tail = NULL;
     pthread_mutex_unlock(&pl->done_mu);
-    while (pb != NULL) {
-        struct pl_batch *next = (struct pl_batch *)(void *)pb->b.next;
-        pl_settle_batch(pl, pb);
-        pb = next;
+    while (b != NULL) {
+        struct sp_batch *next = b->next;
+        pl_settle_batch(pl, b);
+        b = next;
     }
 }
 
@@ -731,8 +542,7 @@ struct sp_pipeline *sp_pipeline_new(const struct sp_config *cfg)
         ps->sk.pl = pl;
         ps->batching = ps->cfg->conf;
         sp_logctx_init(&ps->sk.log, "sink", ps->cfg->ops->type, ps->cfg->name);
-        pthread_mutex_init(&ps->mu, NULL);
-        pthread_cond_init(&ps->cv, NULL);
+        ps->dl = sp_delivery_new(&ps->sk, ps->batching, pl_on_done, pl);
     }
 
     pl->nsources = cfg->nsources;
@@ -817,11 +627,9 @@ int sp_pipeline_open(struct sp_pipeline *pl, struct sp_err *err)
             return err->code;
         }
         ps->opened = true;
-        if (pthread_create(&ps->thread, NULL, sink_worker_main, ps) != 0) {
-            return sp_err_set(err, SP_EIO, "sink \"%s\": could not start its delivery thread",
-                              ps->sk.name);
+        if (sp_delivery_start(ps->dl, err) != 0) {
+            return err->code;
         }
-        ps->thread_started = true;
     }
     for (int i = 0; i < pl->nsources; i++) {
         struct pl_source *ps = &pl->sources[i];
@@ -884,15 +692,12 @@ static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
     }
     for (int i = 0; i < pl->nsinks; i++) {
         struct pl_sink *ps = &pl->sinks[i];
-        if (ps->open != NULL && ps->open->b.count > 0) {
-            sink_maybe_flush(ps, !reading, now);
-            if (ps->open != NULL) {
-                int64_t left = ps->batching->linger_ms - (now - ps->open_since_ms);
-                int t = left > 0 ? (int)left : 1;
-                if (t < timeout) {
-                    timeout = t;
-                }
-            }
+        if (!ps->opened) {
+            continue;
+        }
+        int t = sp_delivery_flush(ps->dl, !reading, now);
+        if (t >= 0 && t < timeout) {
+            timeout = t;
         }
     }
     pl_drain_done(pl);
@@ -941,7 +746,7 @@ int sp_pipeline_run(struct sp_pipeline *pl, const struct sp_run_opts *opts,
             /* Other keys may still settle, but a failed record never will. */
             bool only_failed = true;
             for (int i = 0; i < pl->nsinks; i++) {
-                if (pl->sinks[i].thread_started && !sink_idle(&pl->sinks[i])) {
+                if (pl->sinks[i].opened && !sp_delivery_idle(pl->sinks[i].dl)) {
                     only_failed = false;
                 }
             }
@@ -1020,39 +825,21 @@ void sp_pipeline_free(struct sp_pipeline *pl)
         return;
     }
     for (int i = 0; i < pl->nsinks; i++) {
-        struct pl_sink *ps = &pl->sinks[i];
-        if (ps->thread_started) {
-            pthread_mutex_lock(&ps->mu);
-            ps->stopping = true;
-            pthread_cond_signal(&ps->cv);
-            pthread_mutex_unlock(&ps->mu);
-            pthread_join(ps->thread, NULL);
-        }
+        sp_delivery_stop(pl->sinks[i].dl);
     }
+    pl->stopped = true;
     pl_drain_done(pl);
     for (int i = 0; i < pl->nsinks; i++) {
         struct pl_sink *ps = &pl->sinks[i];
-        /* Batches never handed over or never delivered: free them unconfirmed. */
-        struct pl_batch *lists[2] = {ps->open, ps->q_head};
-        for (int k = 0; k < 2; k++) {
-            struct pl_batch *pb = lists[k];
-            while (pb != NULL) {
-                struct pl_batch *next = k == 1 ? (struct pl_batch *)(void *)pb->b.next : NULL;
-                struct sp_rec *r = pb->b.head;
-                while (r != NULL) {
-                    struct sp_rec *rn = r->next;
-                    pl_rec_free(pl, (struct pl_rec *)r);
-                    r = rn;
-                }
-                free(pb);
-                pb = next;
-            }
-        }
         if (ps->opened && ps->sk.ops->close != NULL) {
             ps->sk.ops->close(&ps->sk);
         }
-        pthread_mutex_destroy(&ps->mu);
-        pthread_cond_destroy(&ps->cv);
+    }
+    /* Closing may report the outcome of batches a sink still held. */
+    pl_drain_done(pl);
+    for (int i = 0; i < pl->nsinks; i++) {
+        /* Batches never handed over or never delivered: freed unconfirmed. */
+        sp_delivery_free(pl->sinks[i].dl, pl_rec_free_cb, pl);
     }
     for (int i = 0; i < pl->nsources; i++) {
         struct pl_source *ps = &pl->sources[i];

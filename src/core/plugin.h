@@ -55,6 +55,8 @@ struct sp_rec {
 
 struct sp_sink;
 
+struct sp_delivery;
+
 struct sp_batch {
     struct sp_sink *sk;
     struct sp_rec *head;
@@ -62,7 +64,13 @@ struct sp_batch {
     size_t count;
     size_t bytes;
     int attempt; /* 1 on the first submit */
+    int part;    /* the sink partition it belongs to (key hash % partitions) */
+    /* Owned by the runtime (core/delivery.c), not by sinks: */
     struct sp_batch *next;
+    struct sp_delivery *dl;
+    int rc;
+    struct sp_err err;
+    int64_t not_before_ms;
 };
 
 /*

@@ -1,7 +1,7 @@
 /*
  * Options every sink shares: how the pipeline batches records for it. Each
  * sink's conf struct starts with a struct sp_sink_batching and its option
- * table starts with SP_SINK_BATCH_OPTS(its conf type).
+ * table starts with SP_SINK_BATCH_OPTS(its conf type, "default partitions").
  */
 #ifndef SIPHON_CORE_SINKCONF_H
 #define SIPHON_CORE_SINKCONF_H
@@ -14,14 +14,18 @@ struct sp_sink_batching {
     int64_t batch_size;  /* records */
     int64_t batch_bytes; /* bytes */
     int64_t linger_ms;   /* wait this long for more records while the sink is idle */
+    int64_t partitions;  /* ordered lanes: one batch in flight each */
 };
 
-#define SP_SINK_BATCH_OPTS(T)                                                               \
-    SP_OPT_INT("batch_size", T, batching.batch_size, "4096", 1, 1000000,                    \
-               "most records handed to the sink at once"),                                  \
-        SP_OPT_SIZE("batch_bytes", T, batching.batch_bytes, "4MiB", 1024, INT64_C(1) << 30, \
-                    "most bytes handed to the sink at once"),                               \
-        SP_OPT_DURATION("linger", T, batching.linger_ms, "0ms", 0, 60000,                   \
-                        "how long to wait for more records before handing an idle sink a batch")
+#define SP_SINK_BATCH_OPTS(T, partitions_default)                                                 \
+    SP_OPT_INT("batch_size", T, batching.batch_size, "4096", 1, 1000000,                          \
+               "most records handed to the sink at once"),                                        \
+        SP_OPT_SIZE("batch_bytes", T, batching.batch_bytes, "4MiB", 1024, INT64_C(1) << 30,       \
+                    "most bytes handed to the sink at once"),                                     \
+        SP_OPT_DURATION("linger", T, batching.linger_ms, "0ms", 0, 60000,                         \
+                        "how long to wait for more records before handing an idle sink a batch"), \
+        SP_OPT_INT("partitions", T, batching.partitions, partitions_default, 1, 1024,             \
+                   "ordered lanes by key hash: changes to one key stay in order, different "      \
+                   "keys are delivered in parallel (one batch in flight per lane)")
 
 #endif

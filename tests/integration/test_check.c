@@ -23,6 +23,8 @@
 #include "lib/harness.h"
 
 #define WAIT_EXIT_MS 60000
+/* How long `siphon run` may take to refuse a setup it cannot use. */
+#define WAIT_REFUSE_MS 20000
 #define SECRET "Secret123"
 
 struct fixture {
@@ -119,12 +121,18 @@ static void write_config(struct fixture *fx, const char *name, const char *conni
                        conninfo, name, name, fx->tmp, name, tables);
 }
 
-/* Runs `siphon <command> -c cfg [extra]` to the end; returns its exit code and reads its output. */
+/*
+ * Runs `siphon <command> -c cfg [extra]` and waits for its exit (a run
+ * that is still going after WAIT_REFUSE_MS gets SIGKILL: it was meant to
+ * refuse); returns the exit code (SP_TEST_PROC_TIMEOUT then) and reads its
+ * output.
+ */
 static int run_siphon(struct fixture *fx, const char *command, const char *extra)
 {
     const char *argv[] = {sp_test_siphon_bin(), command, "-c", fx->cfg, extra, NULL};
     fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
-    int rc = sp_test_proc_wait(fx->proc, WAIT_EXIT_MS);
+    int rc = sp_test_proc_wait(fx->proc,
+                               strcmp(command, "run") == 0 ? WAIT_REFUSE_MS : WAIT_EXIT_MS);
     free(fx->stdout_text);
     free(fx->stderr_text);
     fx->stdout_text = sp_test_read_file(fx->out, NULL);
@@ -205,6 +213,30 @@ static void assert_summary(struct fixture *fx, int failures)
     char *want = sp_test_asprintf(" warnings, %d failures\n", failures);
     assert_has(fx, fx->stdout_text, want);
     free(want);
+}
+
+struct file_wait {
+    const char *path;
+    const char *needle; /* wait for this text, or */
+    size_t lines;       /* for at least this many lines */
+    struct sp_proc *proc;
+};
+
+static bool file_ready(void *ctx)
+{
+    struct file_wait *w = ctx;
+    if (w->needle != NULL) {
+        char *text = sp_test_read_file(w->path, NULL);
+        bool found = text != NULL && strstr(text, w->needle) != NULL;
+        free(text);
+        if (found) {
+            return true;
+        }
+    } else if (sp_test_count_lines(w->path) >= w->lines) {
+        return true;
+    }
+    /* A siphon that exited will not write more: stop waiting. */
+    return w->proc != NULL && !sp_test_proc_alive(w->proc);
 }
 
 /* Nothing on the server changed: no slot and no publication of that name. */
@@ -355,8 +387,8 @@ static void check_fails_on_a_publication_missing_a_table(void **state)
 static void check_fails_on_a_slot_of_another_plugin(void **state)
 {
     struct fixture *fx = *state;
-    sp_test_sql(fx->conn, "CREATE TABLE chk_td (id int PRIMARY KEY);"
-                          "SELECT pg_create_logical_replication_slot('s_chk_td', 'test_decoding')");
+    sp_test_sql(fx->conn, "CREATE TABLE chk_td (id int PRIMARY KEY)");
+    sp_test_sql(fx->conn, "SELECT pg_create_logical_replication_slot('s_chk_td', 'test_decoding')");
     write_config(fx, "chk_td", sp_test_pg_conninfo(fx->pg), "public.chk_td");
     assert_exit(fx, run_siphon(fx, "check", NULL), 1);
     char *line = line_with(fx, fx->stdout_text, "\"s_chk_td\" uses output plugin \"test_decoding\"");
@@ -405,6 +437,32 @@ static void check_exits_2_on_a_config_error(void **state)
     assert_null(strstr(fx->stdout_text, "ok    ["));
 }
 
+/*
+ * Runs `siphon run --log-level debug` until its stderr contains needle
+ * (or it exits), then stops it and reads its output; the exit code is not
+ * checked.
+ */
+static void run_until_logged(struct fixture *fx, const char *needle)
+{
+    const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, "--log-level", "debug",
+                          NULL};
+    fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
+    struct file_wait w = {.path = fx->err, .needle = needle, .proc = fx->proc};
+    bool logged = sp_test_wait_until(file_ready, &w, WAIT_EXIT_MS);
+    sp_test_proc_signal(fx->proc, SIGTERM);
+    sp_test_proc_wait(fx->proc, WAIT_EXIT_MS);
+    fx->stdout_text = sp_test_read_file(fx->out, NULL);
+    fx->stderr_text = sp_test_read_file(fx->err, NULL);
+    assert_non_null(fx->stdout_text);
+    assert_non_null(fx->stderr_text);
+    if (!logged) {
+        print_output(fx);
+        fail_msg("siphon run did not log \"%s\"", needle);
+    }
+    sp_test_proc_free(fx->proc);
+    fx->proc = NULL;
+}
+
 static void passwords_in_connection_strings_are_never_printed(void **state)
 {
     struct fixture *fx = *state;
@@ -437,8 +495,7 @@ static void passwords_in_connection_strings_are_never_printed(void **state)
         assert_exit(fx, run_siphon(fx, "check", NULL), 1);
         assert_has(fx, fx->stdout_text, "chk_no_such_db");
         assert_no_secret(fx);
-        assert_exit(fx, run_siphon(fx, "run", "--log-level=debug"), 1);
-        assert_has(fx, fx->stderr_text, "chk_no_such_db");
+        run_until_logged(fx, "chk_no_such_db");
         assert_no_secret(fx);
         test_cleanup(state);
     }
@@ -479,16 +536,15 @@ static void passwords_in_connection_strings_are_never_printed(void **state)
     const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, "--log-level", "debug",
                           NULL};
     fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
-    sp_test_sql(fx->conn, "SELECT 1");
     char *jsonl = sp_test_asprintf("%s/chk_pwrun.jsonl", fx->tmp);
-    bool streaming = sp_test_sql_poll_until(fx->conn, "1", WAIT_EXIT_MS,
-                                            "SELECT count(*) FROM pg_replication_slots "
-                                            "WHERE slot_name = 's_chk_pwrun' AND active");
+    struct file_wait w = {.path = fx->err, .needle = "streaming from slot", .proc = fx->proc};
+    bool streaming = sp_test_wait_until(file_ready, &w, WAIT_EXIT_MS) &&
+                     sp_test_proc_alive(fx->proc);
     if (streaming) {
         sp_test_sql(fx->conn, "INSERT INTO chk_pw VALUES (1)");
-        for (int i = 0; i < 600 && sp_test_count_lines(jsonl) < 1; i++) {
-            sp_test_wait_until(NULL == NULL ? (bool (*)(void *))NULL : NULL, NULL, 0);
-        }
+        struct file_wait ev = {.path = jsonl, .lines = 1, .proc = fx->proc};
+        streaming = sp_test_wait_until(file_ready, &ev, WAIT_EXIT_MS) &&
+                    sp_test_count_lines(jsonl) == 1;
     }
     free(jsonl);
     sp_test_proc_signal(fx->proc, SIGTERM);

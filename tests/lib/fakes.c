@@ -224,6 +224,16 @@ static int fsink_submit(struct sp_sink *sk, struct sp_batch *b, struct sp_err *e
         err->retriable = true;
         return err->code;
     }
+    if (c->fail_key != NULL && c->fail_key_times > 0) {
+        for (struct sp_rec *r = b->head; r != NULL; r = r->next) {
+            if (r->key != NULL && strcmp(r->key, c->fail_key) == 0) {
+                c->fail_key_times--;
+                pthread_mutex_unlock(&c->mu);
+                sp_err_set(err, SP_ETIMEDOUT, "fake sink timed out on key %s", r->key);
+                return err->code;
+            }
+        }
+    }
     c->batches++;
     if (c->reject_id != NULL) {
         for (struct sp_rec *r = b->head; r != NULL; r = r->next) {

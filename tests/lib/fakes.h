@@ -37,6 +37,8 @@ struct fake_sink_conf {
     /* behaviour */
     int fail_retriable;    /* fail this many submits with a retriable error */
     const char *reject_id; /* reject this record id for good */
+    const char *fail_key;  /* fail batches holding this key (retriable)... */
+    int fail_key_times;    /* ...this many times */
     bool hold;             /* keep batches without acknowledging them */
     struct sp_batch *held[4096];
     int nheld;

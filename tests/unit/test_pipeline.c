@@ -20,6 +20,7 @@
 #include "core/pipeline.h"
 #include "lib/fakes.h"
 #include "telemetry/log.h"
+#include "util/hash.h"
 
 struct fx {
     struct sp_config cfg;
@@ -264,6 +265,74 @@ static void fail_policy_stops_without_confirming_past_event(void **state)
     assert_true(f->sconf.confirmed <= 1100);
 }
 
+static int fx_count_key(struct fx *f, unsigned seq)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "\"n\":%u}", seq);
+    int n = 0;
+    pthread_mutex_lock(&f->kconf.mu);
+    for (int i = 0; i < f->kconf.n; i++) {
+        size_t vl = strlen(f->kconf.values[i]);
+        size_t wl = strlen(want);
+        n += vl >= wl && strcmp(f->kconf.values[i] + vl - wl, want) == 0;
+    }
+    pthread_mutex_unlock(&f->kconf.mu);
+    return n;
+}
+
+static void retrying_partition_does_not_block_other_partitions(void **state)
+{
+    struct fx *f = *state;
+    /* Keys {"id":1}..{"id":8} repeat in every transaction; 4 partitions. */
+    f->kconf.batching.partitions = 4;
+    f->kconf.batching.batch_size = 8;
+    f->kconf.fail_key = "{\"id\":3}";
+    f->kconf.fail_key_times = 4; /* about 100+200+400+800 ms of backoff */
+    for (int t = 0; t < 20; t++) {
+        fake_source_add_txn(&f->sconf, f->rel, 1000 + (uint64_t)t * 1000, 8);
+    }
+    pthread_t th;
+    pthread_create(&th, NULL, fx_thread, f);
+    /* Find a key on another partition than key 3 (same hash as the pipeline). */
+    int other = -1;
+    for (unsigned k = 1; k <= 8 && other < 0; k++) {
+        char key[32];
+        char k3[] = "{\"id\":3}";
+        snprintf(key, sizeof(key), "{\"id\":%u}", k);
+        if (sp_hash_fnv1a(key, strlen(key)) % 4 != sp_hash_fnv1a(k3, strlen(k3)) % 4) {
+            other = (int)k;
+        }
+    }
+    assert_true(other > 0);
+    for (int i = 0; i < 400 && fx_count_key(f, (unsigned)other) < 20; i++) {
+        fx_sleep_ms(5);
+    }
+    /* Another partition has delivered all its 20 changes while key 3 is still retrying. */
+    assert_int_equal(fx_count_key(f, (unsigned)other), 20);
+    assert_int_equal(fx_count_key(f, 3), 0);
+    for (int i = 0; i < 1000 && fx_count_key(f, 3) < 20; i++) {
+        fx_sleep_ms(5);
+    }
+    assert_int_equal(fx_count_key(f, 3), 20);
+    for (int i = 0; i < 400 && f->sconf.confirmed < 20100; i++) {
+        fx_sleep_ms(5);
+    }
+    assert_int_equal(f->sconf.confirmed, 20100);
+    f->stop = 1;
+    pthread_join(th, NULL);
+    /* Per key, commit order: the ids of key 3 increase. */
+    char last[64] = "";
+    for (int i = 0; i < f->kconf.n; i++) {
+        if (strstr(f->kconf.values[i], "\"n\":3}") != NULL) {
+            char id[64];
+            snprintf(id, sizeof(id), "%s", f->kconf.ids[i]);
+            assert_true(strlen(id) > strlen(last) ||
+                        (strlen(id) == strlen(last) && strcmp(id, last) > 0));
+            snprintf(last, sizeof(last), "%s", id);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +351,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(format_error_goes_to_dead_letter_with_raw_event, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(ignore_policy_drops_and_confirms, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(retrying_partition_does_not_block_other_partitions,
+                                        fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(fail_policy_stops_without_confirming_past_event, fx_setup,
                                         fx_teardown),
     };
