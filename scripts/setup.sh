@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config git ca-certificates
+  build-essential cmake pkg-config git ca-certificates clang libclang-rt-14-dev clang-format
   libpq-dev libyaml-dev libcmocka-dev
   postgresql-15 postgresql-client-15
 )

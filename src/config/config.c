@@ -941,10 +941,12 @@ int sp_cfg_load_string(const char *name, const char *text, size_t len, sp_env_fn
     free(keys);
     free(spans);
     /* sort what this load added into file order */
-    struct sp_diag tail = *diag;
-    tail.items += first_item;
-    tail.n -= first_item;
-    sp_diag_sort(&tail);
+    if (diag->items != NULL && diag->n > first_item) {
+        struct sp_diag tail = *diag;
+        tail.items += first_item;
+        tail.n -= first_item;
+        sp_diag_sort(&tail);
+    }
 
     free(c.source_used);
     free(c.sink_used);

@@ -484,7 +484,11 @@ static void passwords_in_connection_strings_are_never_printed(void **state)
         "host=127.0.0.1 port=%d user=postgres password=" SECRET " dbname=chk_no_such_db",
         "host=127.0.0.1 port=%d user=postgres password='" SECRET " x' dbname=chk_no_such_db",
         "postgresql://postgres:" SECRET "@127.0.0.1:%d/chk_no_such_db",
+        "password=" SECRET " host=127.0.0.1 port=%d user=postgres dbname=chk_no_such_db",
+        "host=127.0.0.1 port=%d user=postgres password = " SECRET " dbname=chk_no_such_db",
         "postgresql://postgres@127.0.0.1:%d/chk_no_such_db?password=" SECRET,
+        "postgresql://postgres@127.0.0.1:%d/chk_no_such_db?connect_timeout=5&password=" SECRET
+        "&application_name=x",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *bci = sp_test_asprintf(bad[i], port);

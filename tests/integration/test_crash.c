@@ -83,15 +83,20 @@ static int group_teardown(void **state)
     return 0;
 }
 
-struct lines_ctx {
+struct progress_ctx {
     const char *path;
-    size_t want;
+    size_t lines;
+    PGconn *conn;
+    const char *slot;
+    uint64_t confirmed; /* wait for the slot to pass this */
 };
 
-static bool has_lines(void *ctx)
+/* The output has the lines and the slot has been confirmed past the start. */
+static bool has_progress(void *ctx)
 {
-    struct lines_ctx *l = ctx;
-    return sp_test_count_lines(l->path) >= l->want;
+    struct progress_ctx *p = ctx;
+    return sp_test_count_lines(p->path) >= p->lines &&
+           cdc_confirmed_lsn(p->conn, p->slot) > p->confirmed;
 }
 
 static off_t file_size(const char *path)
@@ -101,15 +106,14 @@ static off_t file_size(const char *path)
 }
 
 /*
- * Watches the end of the file for up to timeout_ms and returns true as soon
- * as it does not end with '\n', i.e. a batch is being written.
+ * Watches the end of the file for up to timeout_ms and SIGKILLs the process
+ * the moment the file does not end with '\n' (a batch write in progress),
+ * or at the deadline. Returns whether it saw a write in progress.
  */
-static bool catch_write_in_progress(const char *path, int timeout_ms)
+static bool kill_during_write(struct sp_proc *p, const char *path, int timeout_ms)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return false;
-    }
+    assert_true(fd >= 0);
     int64_t deadline = cdc_now_ms() + timeout_ms;
     bool caught = false;
     while (!caught && cdc_now_ms() < deadline) {
@@ -124,7 +128,29 @@ static bool catch_write_in_progress(const char *path, int timeout_ms)
         }
     }
     close(fd);
+    assert_int_equal(sp_test_proc_signal(p, SIGKILL), 0);
     return caught;
+}
+
+/*
+ * Leaves the file as a SIGKILL during write() does: ending in part of a
+ * line. Appends the first half of its last line without the '\n'.
+ */
+static void append_cut_line(const char *path)
+{
+    size_t len = 0;
+    char *text = sp_test_read_file(path, &len);
+    assert_non_null(text);
+    assert_true(len > 1 && text[len - 1] == '\n');
+    size_t start = len - 1;
+    while (start > 0 && text[start - 1] != '\n') {
+        start--;
+    }
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text + start, 1, (len - 1 - start) / 2, f), (len - 1 - start) / 2);
+    assert_int_equal(fclose(f), 0);
+    free(text);
 }
 
 /*
@@ -157,42 +183,58 @@ static void crash_and_restart(struct fixture *fx, const char *name, bool mid_wri
         .publication = pub,
         .tables = tables,
         .out_path = out,
+        .source_extra = "    status_interval: 1s\n",
         .settings = "  memory_limit: 16MiB\n",
     };
     cdc_write_config(cfg, &conf);
 
     fx->proc = cdc_siphon_start(cfg, log1);
     assert_true(cdc_wait_log(log1, "streaming from slot", 1, 30000 * slow));
+    uint64_t created_at = cdc_confirmed_lsn(fx->conn, slot);
+    assert_true(created_at > 0);
 
-    /* Paced a little (20 ms every 10 transactions) so the stream lasts a few seconds. */
+    /* Paced (30 ms every 10 transactions) so the stream lasts a few seconds. */
     char *work = sp_test_asprintf(
         "DO $$ BEGIN "
         "INSERT INTO %s SELECT g, 0 FROM generate_series(1, %d) g; COMMIT; "
         "FOR i IN 0..%d LOOP "
         "UPDATE %s SET v = v + 1 WHERE id %% 10 = i %% 10; COMMIT; "
-        "IF i %% 10 = 9 THEN PERFORM pg_sleep(0.02); END IF; "
+        "IF i %% 10 = 9 THEN PERFORM pg_sleep(0.03); END IF; "
         "END LOOP; END $$",
         table, keys, CRASH_TXNS - 1, table);
     fx->work = cdc_async_start(fx->pg, work);
     free(work);
 
-    struct lines_ctx some = {out, total / 5};
-    if (!sp_test_wait_until(has_lines, &some, 120000 * slow)) {
+    /*
+     * Kill once a fifth of the changes are out and some of them confirmed,
+     * so the restart resumes from a position siphon chose.
+     */
+    struct progress_ctx some = {out, total / 5, fx->conn, slot, created_at};
+    if (!sp_test_wait_until(has_progress, &some, 120000 * slow)) {
         cdc_print_log(log1);
-        fail_msg("siphon wrote %zu of %zu lines in time", sp_test_count_lines(out), total);
+        fail_msg("siphon wrote %zu of %zu lines and confirmed nothing in time",
+                 sp_test_count_lines(out), total);
     }
-    bool caught = mid_write && catch_write_in_progress(out, 5000 * slow);
-    assert_int_equal(sp_test_proc_signal(fx->proc, SIGKILL), 0);
+    if (mid_write) {
+        kill_during_write(fx->proc, out, 5000 * slow);
+    } else {
+        assert_int_equal(sp_test_proc_signal(fx->proc, SIGKILL), 0);
+    }
     assert_int_equal(sp_test_proc_wait(fx->proc, 10000), SP_TEST_PROC_BY_SIGNAL(SIGKILL));
     sp_test_proc_free(fx->proc);
     fx->proc = NULL;
     off_t killed_at = file_size(out);
     size_t lines_at_kill = sp_test_count_lines(out);
-    char *tail = sp_test_read_file(out, NULL);
-    bool partial_at_kill = tail != NULL && killed_at > 0 && tail[killed_at - 1] != '\n';
-    free(tail);
-    if (mid_write && !caught) {
-        fprintf(stderr, "crash[%s]: no batch write caught in progress; killed anyway\n", name);
+    char *text = sp_test_read_file(out, NULL);
+    bool partial_at_kill = text != NULL && killed_at > 0 && text[killed_at - 1] != '\n';
+    free(text);
+    bool cut_by_test = false;
+    if (mid_write && !partial_at_kill) {
+        /* The write finished before the signal landed: cut a line as the kernel would have. */
+        append_cut_line(out);
+        cut_by_test = true;
+        partial_at_kill = true;
+        killed_at = file_size(out);
     }
     /* Mid-stream: some of the output but not all of it. */
     assert_true(lines_at_kill >= total / 5);
@@ -200,7 +242,7 @@ static void crash_and_restart(struct fixture *fx, const char *name, bool mid_wri
 
     assert_true(cdc_wait_slot_inactive(fx->conn, slot, 10000));
     uint64_t confirmed_at_kill = cdc_confirmed_lsn(fx->conn, slot);
-    assert_true(confirmed_at_kill > 0);
+    assert_true(confirmed_at_kill > created_at);
 
     cdc_async_finish(fx->work, 120000 * slow);
     fx->work = NULL;
@@ -300,7 +342,8 @@ static void crash_and_restart(struct fixture *fx, const char *name, bool mid_wri
     char lsn_buf[24];
     printf("crash[%s]: %zu changes, killed at %zu lines%s (confirmed %s), %zu lines after the "
            "restart (%zu replayed), caught up in %lld ms, stopped in %lld ms\n",
-           name, total, lines_at_kill, partial_at_kill ? " mid-line" : "",
+           name, total, lines_at_kill,
+           cut_by_test ? " + a cut line" : (partial_at_kill ? " mid-line" : ""),
            cdc_lsn_fmt(confirmed_at_kill, lsn_buf), o->lines, dups, (long long)catch_up_ms,
            (long long)stop_ms);
     if (o->invalid > 0 || o->partial_tail) {
