@@ -5,7 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git ca-certificates clang libclang-rt-14-dev clang-format
-  libpq-dev libyaml-dev libcmocka-dev
+  libpq-dev libyaml-dev libcmocka-dev librdkafka-dev libnats-dev libhiredis-dev
+  redis-server nats-server
   postgresql-15 postgresql-client-15
 )
 
