@@ -236,6 +236,7 @@ static struct pl_rec *pl_dead_letter_rec(struct pl_stream *st, const struct sp_r
     pr->r.seq = orig->seq;
     pr->r.op = orig->op;
     pr->r.commit_time_us = orig->commit_time_us;
+    pr->r.source = orig->source;
     pr->dead_letter = true;
     return pr;
 }
@@ -464,6 +465,7 @@ static void pl_route(struct pl_source *src, struct sp_event *ev)
         pr->r.op = sp_op_char(ev->op);
         pr->r.commit_time_us = ev->commit_time_us;
         pr->r.txn = src->txn;
+        pr->r.source = src->src.name;
         pr->ps = src;
         pr->st = st;
         sp_ckpt_hold(src->txn);

@@ -42,6 +42,7 @@ struct sp_rec {
     char op;            /* 'c' 'u' 'd' 'r' 't' 'm' */
     uint32_t key_hash;  /* partitioning hash of the key */
     const char *id;     /* stable event id "<commit lsn>:<seq>" */
+    const char *source; /* the configured source name, for topic templates */
     const char *schema; /* "" for messages */
     const char *table;  /* "" for messages; the prefix for 'm' */
     const char *key;    /* may be NULL */
