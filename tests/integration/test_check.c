@@ -129,6 +129,8 @@ static void write_config(struct fixture *fx, const char *name, const char *conni
  */
 static int run_siphon(struct fixture *fx, const char *command, const char *extra)
 {
+    sp_test_proc_free(fx->proc); /* the previous run's, if any */
+    fx->proc = NULL;
     const char *argv[] = {sp_test_siphon_bin(), command, "-c", fx->cfg, extra, NULL};
     fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
     int rc = sp_test_proc_wait(fx->proc,
@@ -564,6 +566,39 @@ static void passwords_in_connection_strings_are_never_printed(void **state)
     sp_test_sql(fx->conn, "SELECT pg_drop_replication_slot('s_chk_pwrun')");
 }
 
+/*
+ * A config error on the connection's line shows the line. When the value
+ * holds a ${...} reference it is shown as written, with only the password
+ * masked; a password with a quote (written \" in a YAML double-quoted
+ * string) must be masked whole, in keyword and URI form.
+ */
+static void password_with_a_quote_is_masked_in_config_errors(void **state)
+{
+    struct fixture *fx = *state;
+    static const char *const conns[] = {
+        "host=127.0.0.1 password=Se\\\"cret123 port=${SP_CHK_UNSET_VAR}",
+        "postgresql://postgres:Se\\\"cret123@127.0.0.1/postgres?port=${SP_CHK_UNSET_VAR}",
+        "postgresql://postgres:Se'cret123@127.0.0.1/postgres?port=${SP_CHK_UNSET_VAR}",
+    };
+    unsetenv("SP_CHK_UNSET_VAR");
+    int leaks = 0;
+    for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++) {
+        test_cleanup(state);
+        char name[32];
+        snprintf(name, sizeof(name), "chk_pwq%zu", i);
+        write_config(fx, name, conns[i], "public.chk_pwq");
+        assert_exit(fx, run_siphon(fx, "check", NULL), 2);
+        assert_has(fx, fx->stderr_text, "SP_CHK_UNSET_VAR is not set");
+        assert_has(fx, fx->stderr_text, "    4 |     connection: ");
+        if (strstr(fx->stderr_text, "cret123") != NULL) {
+            print_output(fx);
+            fprintf(stderr, "the password of %s shows in the config error\n", conns[i]);
+            leaks++;
+        }
+    }
+    assert_int_equal(leaks, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +614,8 @@ int main(void)
         cmocka_unit_test_teardown(check_fails_on_a_slot_of_another_plugin, test_cleanup),
         cmocka_unit_test_teardown(check_exits_2_on_a_config_error, test_cleanup),
         cmocka_unit_test_teardown(passwords_in_connection_strings_are_never_printed,
+                                  test_cleanup),
+        cmocka_unit_test_teardown(password_with_a_quote_is_masked_in_config_errors,
                                   test_cleanup),
     };
     return SP_TEST_RUN_GROUP("check", tests, group_setup, group_teardown);

@@ -83,9 +83,17 @@ static int pg_session_settings(struct pg_state *st, struct sp_err *err)
      * them so the output never depends on the server's or role's defaults.
      */
     static const char *const sets[] = {
-        "SET TimeZone = 'UTC'",           "SET DateStyle = 'ISO, MDY'",
-        "SET IntervalStyle = 'iso_8601'", "SET extra_float_digits = 3",
-        "SET bytea_output = 'hex'",       "SET lc_monetary = 'C'",
+        "SET TimeZone = 'UTC'",
+        "SET DateStyle = 'ISO, MDY'",
+        "SET IntervalStyle = 'iso_8601'",
+        "SET extra_float_digits = 3",
+        "SET bytea_output = 'hex'",
+        "SET lc_monetary = 'C'",
+        /* Text reaches us in the server's UTF-8 whatever the role or database says. */
+        "SET client_encoding = 'UTF8'",
+        /* reg* values (regclass, regtype...) printed schema-qualified, never quoted at will. */
+        "SET search_path = ''",
+        "SET quote_all_identifiers = off",
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(sets); i++) {
         PGresult *res = sp_pg_exec(st->repl, sets[i], PGRES_COMMAND_OK, err);

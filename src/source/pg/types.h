@@ -5,7 +5,8 @@
  *
  * The text forms parsed here are those of a session with
  *     TimeZone = 'UTC', DateStyle = 'ISO', extra_float_digits = 3,
- *     bytea_output = 'hex', IntervalStyle = 'iso_8601' or 'postgres'.
+ *     bytea_output = 'hex', IntervalStyle = 'iso_8601' or 'postgres',
+ *     client_encoding = 'UTF8', search_path = '' (reg* types schema-qualified).
  * Both interval styles give the same JSON ('iso_8601' is the cheaper one to
  * pin: PostgreSQL's own output is validated and passed through). A
  * timestamptz printed with another offset than +00 is converted to UTC, and
