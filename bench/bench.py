@@ -59,6 +59,10 @@ CONSUMERS = {
 }
 DEFAULT_CONSUMERS = list(CONSUMERS)
 CEILING = "pgoutput"
+# A run counts as undisturbed when everything but its consumer and walsender
+# (PostgreSQL's background, this driver, the kernel, anything else) used at
+# most this share of a core.
+QUIET_OTHER = 0.25
 
 current_procs = []  # children to kill if the driver is interrupted
 
@@ -84,6 +88,36 @@ def proc_cpu(pid):
         return None
     fields = s[s.rindex(")") + 2:].split()
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def machine_busy():
+    """CPU-seconds the whole machine has been busy (all CPUs), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+
+
+def wait_quiet(max_core, max_wait):
+    """Wait until the machine is idle apart from us: other work (a test suite, a
+    build) running beside a timed consumer would be measured with it. Returns
+    the seconds waited."""
+    t0 = time.monotonic()
+    said = False
+    while True:
+        b0 = machine_busy()
+        time.sleep(0.5)
+        busy = (machine_busy() - b0) / 0.5
+        waited = time.monotonic() - t0
+        if busy <= max_core or waited >= max_wait:
+            if said:
+                log(f"machine quiet again ({busy:.0%} of a core busy) after {waited:.0f} s"
+                    if busy <= max_core else
+                    f"still {busy:.0%} of a core busy after {waited:.0f} s: going on")
+            return waited
+        if not said:
+            log(f"waiting: {busy:.0%} of a core busy with other work")
+            said = True
 
 
 def proc_hwm_kib(pid):
@@ -378,13 +412,18 @@ def run_consumer(ctx, wl, cname, tag, sizing=False):
     before = proc_children(cl.pm_pid)
     ws_pid, ws_cpu, hwm = None, None, None
     with open(runlog, "w") as errf:
+        if not sizing and ctx.quiet_core is not None:
+            ctx.waited += wait_quiet(ctx.quiet_core, ctx.quiet_max)
+        busy0 = machine_busy()
         t0 = time.monotonic()
+        t0_real = time.time()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf)
         current_procs.append(p)
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid != 0:
                 t1 = time.monotonic()
+                busy1 = machine_busy()
                 p.returncode = os.waitstatus_to_exitcode(status)
                 break
             # Peak RSS from VmHWM: wait4's ru_maxrss would include this
@@ -400,7 +439,7 @@ def run_consumer(ctx, wl, cname, tag, sizing=False):
                 v = proc_cpu(ws_pid)
                 if v is not None:
                     ws_cpu = v
-            time.sleep(0.02)
+            time.sleep(0.01)
         current_procs.remove(p)
     # The walsender ends after its client: follow it to its last tick.
     if ws_pid is None:
@@ -429,8 +468,16 @@ def run_consumer(ctx, wl, cname, tag, sizing=False):
         "walsender_sys_s": ws_cpu[1] if ws_cpu else None,
         "out_bytes": None,
     }
+    # Everything else the machine did meanwhile (PostgreSQL's background
+    # processes, this driver, and anything not ours), in cores.
+    r["other_core"] = (busy1 - busy0 - ru.ru_utime - ru.ru_stime
+                       - (sum(ws_cpu) if ws_cpu else 0)) / wall
     if out is not None and out != "/dev/null":
-        r["out_bytes"] = os.path.getsize(out)
+        st = os.stat(out)
+        r["out_bytes"] = st.st_size
+        # From start to the last write into the file, which excludes the
+        # time from the last write to the consumer's exit.
+        r["last_write_s"] = st.st_mtime - t0_real
         lines = count_lines(out)
         expect = None
         if kind == "siphon":
@@ -535,40 +582,73 @@ def perf_works():
     return r.returncode == 0
 
 
-def fsync_times_from_perf(data):
-    """[(bytes of the file written before the fdatasync began, its return time)]."""
+def io_times_from_perf(data):
+    """Writes to the output file (the fd with the most bytes written) and the
+    fdatasyncs of it, from perf's syscall tracepoints: returns
+    writes [(file size after the write, return time)] and
+    syncs [(file size when the fdatasync began, return time)]."""
     r = subprocess.run(["perf", "script", "-i", data, "--ns", "-F", "tid,time,event,trace"],
                        capture_output=True, text=True, check=True)
     ev_re = re.compile(r"^\s*(\d+)\s+([\d.]+):\s+syscalls:(sys_\w+):\s*(.*)$")
+
+    def fd_of(rest):
+        return int(rest.split("fd:")[1].split(",")[0].strip(), 16)
+
     events = []
-    file_fd = None
     for line in r.stdout.splitlines():
         m = ev_re.match(line)
-        if not m:
-            continue
-        tid, t, ev, rest = int(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
-        events.append((t, tid, ev, rest))
-        if ev == "sys_enter_fdatasync" and file_fd is None:
-            file_fd = int(rest.split("fd:")[1].split(",")[0].strip(), 16)
+        if m:
+            events.append((float(m.group(2)), int(m.group(1)), m.group(3), m.group(4)))
     events.sort()
-    written = 0
-    pend_write, pend_sync, syncs = {}, {}, []
+    pend, done = {}, []  # writes: (time, fd, bytes) once returned
     for t, tid, ev, rest in events:
-        if ev == "sys_enter_write":
-            pend_write[tid] = int(rest.split("fd:")[1].split(",")[0].strip(), 16)
-        elif ev == "sys_exit_write":
-            fd = pend_write.pop(tid, None)
+        if ev in ("sys_enter_write", "sys_enter_fdatasync"):
+            pend[tid] = (ev, fd_of(rest))
+        elif ev in ("sys_exit_write", "sys_exit_fdatasync"):
+            what = pend.pop(tid, None)
+            if what is None:
+                continue
             ret = int(rest.strip(), 16)
             if ret >= 1 << 63:
                 ret -= 1 << 64
-            if fd == file_fd and ret > 0:
-                written += ret
+            done.append((t, what[0], what[1], ret, tid))
+    per_fd = {}
+    for t, ev, fd, ret, _ in done:
+        if ev == "sys_enter_write" and ret > 0:
+            per_fd[fd] = per_fd.get(fd, 0) + ret
+    if not per_fd:
+        return [], []
+    file_fd = max(per_fd, key=per_fd.get)
+    # An fdatasync covers what was written before it began: replay in order of
+    # return for writes, of entry for fdatasyncs.
+    enter_t = {}
+    for t, tid, ev, rest in events:
+        if ev == "sys_enter_fdatasync":
+            enter_t.setdefault(tid, []).append(t)
+    seq = []
+    for t, ev, fd, ret, tid in done:
+        if fd != file_fd:
+            continue
+        if ev == "sys_enter_write" and ret > 0:
+            seq.append((t, 0, ret, t))
         elif ev == "sys_enter_fdatasync":
-            pend_sync[tid] = written
-        elif ev == "sys_exit_fdatasync":
-            if tid in pend_sync:
-                syncs.append((pend_sync.pop(tid), t))
-    return syncs
+            seq.append((enter_t[tid].pop(0), 1, 0, t))
+    seq.sort()
+    size, writes, syncs = 0, [], []
+    for _, kind, n, t_ret in seq:
+        if kind == 0:
+            size += n
+            writes.append((size, t_ret))
+        else:
+            syncs.append((size, t_ret))
+    return writes, syncs
+
+
+def first_covering(marks, offset):
+    """Time of the first (size, time) mark whose size reaches offset, or None."""
+    keys = [m[0] for m in marks]
+    i = bisect.bisect_left(keys, offset)
+    return marks[i][1] if i < len(marks) else None
 
 
 class Tailer(threading.Thread):
@@ -610,20 +690,36 @@ def pct(sorted_vals, p):
     return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
 
 
-def run_latency(ctx, rate, seconds, method):
+def run_latency(ctx, rate, seconds, method, consumer="siphon"):
+    """One latency run. consumer "siphon": json to the file sink. consumer
+    "recvlogical": the reference, pg_recvlogical + test_decoding to a file
+    (include-timestamp), whose COMMIT lines are timed when written (it
+    fsyncs only every 10 s)."""
     cl = ctx.cl
-    slot = f"lat_{rate}"
-    cl.psql(f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
-    out = os.path.join(ctx.workdir, f"{slot}.jsonl")
-    cfg = os.path.join(ctx.workdir, f"{slot}.yaml")
-    siphon_config(cfg, cl, "unix", slot, "bench_lat", "bench_lat", "file", out)
-    cmd = [ctx.siphon, "run", "-c", cfg, "--log-level", "warn"]
+    ref = consumer == "recvlogical"
+    if ref and method != "perf":
+        return None
+    slot = f"lat_{consumer}_{rate}"
+    plugin = "test_decoding" if ref else "pgoutput"
+    cl.psql(f"SELECT pg_create_logical_replication_slot('{slot}', '{plugin}')")
+    out = os.path.join(ctx.workdir, f"{slot}.out")
+    if ref:
+        cmd = [f"{PGBIN}/pg_recvlogical", "-h", cl.sock, "-p", str(cl.port), "-U", "postgres",
+               "-d", "bench", "--slot", slot, "--start", "--no-loop", "-f", out,
+               "-o", "include-timestamp=1", "-o", "skip-empty-xacts=1"]
+    else:
+        cfg = os.path.join(ctx.workdir, f"{slot}.yaml")
+        siphon_config(cfg, cl, "unix", slot, "bench_lat", "bench_lat", "file", out)
+        cmd = [ctx.siphon, "run", "-c", cfg, "--log-level", "warn"]
     perfdata = os.path.join(ctx.workdir, f"{slot}.perf")
     if method == "perf":
         cmd = ["perf", "record", "-q", "-k", "mono", "-o", perfdata, "-e",
                "syscalls:sys_enter_write,syscalls:sys_exit_write,"
                "syscalls:sys_enter_fdatasync,syscalls:sys_exit_fdatasync", "--"] + cmd
-    log(f"latency {rate}/s: starting siphon ({method} timestamps)")
+    if ctx.quiet_core is not None:
+        ctx.waited += wait_quiet(ctx.quiet_core, ctx.quiet_max)
+    log(f"latency {rate}/s, {consumer}: starting ({method} timestamps)")
+    rows_before = int(cl.psql("SELECT count(*) FROM bench_lat"))
     off0 = mono_to_real_offset()
     errf = open(os.path.join(ctx.rundir, f"{slot}.log"), "w")
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf)
@@ -634,45 +730,61 @@ def run_latency(ctx, rate, seconds, method):
         while cl.psql(f"SELECT active_pid IS NOT NULL FROM pg_replication_slots "
                       f"WHERE slot_name = '{slot}'") != "t":
             if p.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"siphon did not start streaming from {slot}")
+                raise BenchError(f"{consumer} did not start streaming from {slot}")
             time.sleep(0.1)
         time.sleep(1)
         if method == "perf":
             kids = proc_children(p.pid)
-            sp_pid = min(kids) if kids else None
+            c_pid = min(kids) if kids else None
         else:
-            sp_pid = p.pid
+            c_pid = p.pid
             tail = Tailer(out)
             tail.start()
-        clients = min(32, max(4, rate // 500))
+        clients = max(4, min(16, rate // 600))
         script = os.path.join(ctx.workdir, "lat.sql")
         with open(script, "w") as f:
             f.write(PGBENCH_SCRIPT)
-        pb = [f"{PGBIN}/pgbench", "-n", "-h", cl.sock, "-p", str(cl.port), "-U", "postgres",
-              "-c", str(clients), "-j", str(min(2, os.cpu_count() or 1)), "-R", str(rate),
-              "-T", str(seconds), "-f", script, "bench"]
+        pb = [f"{PGBIN}/pgbench", "-n", "-M", "prepared", "-h", cl.sock, "-p", str(cl.port),
+              "-U", "postgres", "-c", str(clients), "-j", str(min(2, os.cpu_count() or 1)),
+              "-R", str(rate), "-T", str(seconds), "-f", script, "bench"]
         env = dict(os.environ, PGOPTIONS="-c synchronous_commit=on")
-        log(f"latency {rate}/s: pgbench for {seconds} s, {clients} clients")
-        cpu0 = proc_cpu(sp_pid)
+        log(f"latency {rate}/s, {consumer}: pgbench for {seconds} s, {clients} clients")
+        cpu0 = proc_cpu(c_pid)
         t0 = time.monotonic()
         r = subprocess.run(pb, capture_output=True, text=True, env=env)
         t1 = time.monotonic()
-        cpu1 = proc_cpu(sp_pid)
+        cpu1 = proc_cpu(c_pid)
         if r.returncode != 0:
             raise BenchError(f"pgbench failed: {r.stderr[-2000:]}")
         endpos = cl.psql("SELECT pg_current_wal_lsn()")
         deadline = time.monotonic() + 120
-        while cl.psql(f"SELECT confirmed_flush_lsn >= '{endpos}' FROM pg_replication_slots "
-                      f"WHERE slot_name = '{slot}'") != "t":
+        want = int(cl.psql("SELECT count(*) FROM bench_lat")) - rows_before
+        got, seen = 0, 0
+        while True:
+            if ref:
+                # pg_recvlogical confirms only every 10 s: count its COMMIT lines.
+                with open(out, "rb") as f:
+                    f.seek(seen)
+                    chunk = f.read()
+                cut = chunk.rfind(b"\n") + 1
+                got += (b"\n" + chunk[:cut]).count(b"\nCOMMIT ")
+                seen += cut
+                caught_up = got >= want
+            else:
+                caught_up = cl.psql(f"SELECT confirmed_flush_lsn >= '{endpos}' "
+                                    f"FROM pg_replication_slots "
+                                    f"WHERE slot_name = '{slot}'") == "t"
+            if caught_up:
+                break
             if p.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"siphon did not confirm {endpos} on {slot}")
-            time.sleep(0.1)
-        hwm = proc_hwm_kib(sp_pid)
-        os.kill(sp_pid, signal.SIGTERM)
+                raise BenchError(f"{consumer} did not catch up with {endpos} on {slot}")
+            time.sleep(0.2)
+        hwm = proc_hwm_kib(c_pid)
+        os.kill(c_pid, signal.SIGINT if ref else signal.SIGTERM)
         rc, _ = wait_rusage(p)
         current_procs.remove(p)
-        if rc != 0:
-            raise BenchError(f"latency run: siphon exited {rc}")
+        if rc not in (0, 1) or (rc != 0 and not ref):
+            raise BenchError(f"latency run: {consumer} exited {rc}")
     finally:
         if tail is not None:
             tail.stop = True
@@ -691,6 +803,12 @@ def run_latency(ctx, rate, seconds, method):
     with open(out, "rb") as f:
         for line in f:
             off += len(line)
+            if ref:
+                if line.startswith(b"COMMIT "):
+                    ends.append(off)
+                    xids.append(int(line.split()[1]))
+                    made.append(None)
+                continue
             ends.append(off)
             xids.append(int(txid_re.search(line).group(1)))
             m = ts_re.search(line)
@@ -705,111 +823,169 @@ def run_latency(ctx, rate, seconds, method):
     for line in rows.splitlines():
         a, b = line.split()
         commit_us[int(a)] = int(b)
+    written = [None] * len(ends)
     if method == "perf":
-        syncs = fsync_times_from_perf(perfdata)
+        writes, syncs = io_times_from_perf(perfdata)
         offset = (off0 + off1) / 2
-        keys = [s[0] for s in syncs]
-        done = []
-        for e in ends:
-            i = bisect.bisect_left(keys, e)
-            done.append(syncs[i][1] + offset if i < len(syncs) else None)
+        written = [first_covering(writes, e) for e in ends]
+        written = [None if w is None else w + offset for w in written]
+        durable = [first_covering(syncs, e) for e in ends]
+        durable = [None if d is None else d + offset for d in durable]
         os.unlink(perfdata)
     else:
         stamp = dict(tail.stamps)
-        done = [stamp.get(e) for e in ends]
-    lat, lat_made = [], []
-    for e, x, d, m in zip(ends, xids, done, made):
+        durable = [stamp.get(e) for e in ends]
+    if ref:
+        durable = [None] * len(ends)
+    lat, lat_w, lat_made = [], [], []
+    # Sanity of the method: no event may be durable before its commit, nor
+    # (beyond ts_ms's millisecond truncation) before siphon produced it.
+    before_commit = before_made = 0
+    for x, d, w, m in zip(xids, durable, written, made):
         c = commit_us[x] / 1e6
         if d is not None:
             lat.append((d - c) * 1000)
+            before_commit += d < c
+            before_made += m is not None and d * 1000 < m
+        if w is not None:
+            lat_w.append((w - c) * 1000)
+            before_commit += w < c
         if m is not None:
             lat_made.append(m - commit_us[x] / 1000)
     os.unlink(out)
     lat.sort()
+    lat_w.sort()
     lat_made.sort()
     tps = re.search(r"tps = ([\d.]+)", r.stdout)
     lag = re.search(r"rate limit schedule lag: avg ([\d.]+) \(max ([\d.]+)\) ms", r.stdout)
     pblat = re.search(r"latency average = ([\d.]+) ms", r.stdout)
     res = {
-        "rate": rate, "seconds": seconds, "clients": clients, "method": method,
-        "events": len(ends), "timed_events": len(lat),
+        "consumer": consumer, "rate": rate, "seconds": seconds, "clients": clients,
+        "method": method, "events": len(ends), "timed_events": len(lat) or len(lat_w),
+        "before_commit": before_commit, "durable_before_ts_ms": before_made,
         "achieved_tps": float(tps.group(1)) if tps else None,
         "pgbench_latency_avg_ms": float(pblat.group(1)) if pblat else None,
         "pgbench_schedule_lag_avg_ms": float(lag.group(1)) if lag else None,
         "pgbench_schedule_lag_max_ms": float(lag.group(2)) if lag else None,
         "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
         "max_ms": lat[-1] if lat else None,
+        "written_p50_ms": pct(lat_w, 50), "written_p95_ms": pct(lat_w, 95),
+        "written_p99_ms": pct(lat_w, 99), "written_max_ms": lat_w[-1] if lat_w else None,
         "made_p50_ms": pct(lat_made, 50), "made_p99_ms": pct(lat_made, 99),
-        "siphon_cpu_core": ((cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1]) / (t1 - t0)
-                            if cpu0 and cpu1 else None),
-        "siphon_hwm_kib": hwm,
+        "cpu_core": ((cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1]) / (t1 - t0)
+                     if cpu0 and cpu1 else None),
+        "hwm_kib": hwm,
     }
-    log(f"latency {rate}/s: {res['events']:,} events, achieved {res['achieved_tps']:,.0f}/s, "
-        f"commit→fsynced p50 {res['p50_ms']:.2f} p95 {res['p95_ms']:.2f} "
-        f"p99 {res['p99_ms']:.2f} max {res['max_ms']:.2f} ms")
+    if ref:
+        log(f"latency {rate}/s, {consumer}: {res['events']:,} transactions, achieved "
+            f"{res['achieved_tps']:,.0f}/s, commit→written p50 {res['written_p50_ms']:.2f} "
+            f"p95 {res['written_p95_ms']:.2f} p99 {res['written_p99_ms']:.2f} "
+            f"max {res['written_max_ms']:.2f} ms")
+    else:
+        log(f"latency {rate}/s, {consumer}: {res['events']:,} events, achieved "
+            f"{res['achieved_tps']:,.0f}/s, commit→fsynced p50 {res['p50_ms']:.2f} "
+            f"p95 {res['p95_ms']:.2f} p99 {res['p99_ms']:.2f} max {res['max_ms']:.2f} ms")
     return res
 
 
 # --------------------------------------------------------------------------
 # Profile
 
-def run_profile(ctx, rows):
-    """W1-shaped backlog drained by siphon (null sink) under callgrind and perf."""
+def run_profile(ctx, rows, cg_rows):
+    """Where siphon (json, null sink) spends its CPU on a W1 backlog.
+
+    callgrind (exact instruction counts, user space) drains the first cg_rows
+    rows; perf (cpu-clock samples, user and kernel; syscall summary) drains all
+    rows, natively. pg_recvlogical + pgoutput gets the same syscall summary for
+    comparison."""
     cl = ctx.cl
+    cg_rows = min(cg_rows, rows)
     wl = make_workloads(rows / 1_000_000)["W1"]
     cl.psql(wl.setup + f"\nCREATE PUBLICATION {wl.table} FOR TABLE {wl.table};")
     cl.psql("VACUUM ANALYZE")
     ctx.template = "tmpl_prof"
     cl.psql(f"SELECT pg_create_logical_replication_slot('{ctx.template}', 'pgoutput')")
-    log(f"profile: writing {wl.n:,} rows")
-    cl.psql("SET synchronous_commit = off;\n" + wl.write)
-    ctx.endpos = cl.psql("SELECT pg_current_wal_insert_lsn()")
+    log(f"profile: writing {rows:,} rows")
+    body = f"INSERT INTO bench_w1 SELECT {ROW} FROM generate_series($lo, $hi) i"
+    cl.psql("SET synchronous_commit = off;\n" + do_batches(cg_rows, 1000, body))
+    cg_end = cl.psql("SELECT pg_current_wal_insert_lsn()")
+    if rows > cg_rows:
+        cl.psql("SET synchronous_commit = off;\n"
+                + do_batches(rows - cg_rows, 1000, body.replace("$lo", f"{cg_rows} + $lo")
+                             .replace("$hi", f"{cg_rows} + $hi")))
+    end = cl.psql("SELECT pg_current_wal_insert_lsn()")
     cl.psql("CHECKPOINT")
     outdir = ctx.outdir
-    report = []
+    report = [f"# siphon profile: W1 backlog, json format, null sink, unix socket", "",
+              f"- {ctx.results['machine']['siphon']}, {ctx.results['machine']['date_utc']}",
+              f"- command: `{ctx.results['command']}`", ""]
 
-    def drain(prefix, tag):
+    def drain(prefix, tag, endpos, recv=False, sink="null"):
         slot = f"prof_{tag}"
         cl.psql(f"SELECT pg_copy_logical_replication_slot('{ctx.template}', '{slot}', false)")
-        cfg = os.path.join(ctx.workdir, f"{slot}.yaml")
-        siphon_config(cfg, cl, "unix", slot, wl.table, wl.table, "null", None)
-        cmd = prefix + [ctx.siphon, "run", "-c", cfg, "--until-lsn", ctx.endpos,
-                        "--log-level", "warn"]
+        if recv:
+            cmd = recv_cmd(cl, "unix", slot, "pgoutput", wl.table, endpos, "/dev/null")
+        else:
+            cfg = os.path.join(ctx.workdir, f"{slot}.yaml")
+            out = os.path.join(ctx.workdir, f"{slot}.jsonl")
+            siphon_config(cfg, cl, "unix", slot, wl.table, wl.table, sink, out)
+            cmd = [ctx.siphon, "run", "-c", cfg, "--until-lsn", endpos, "--log-level", "warn"]
         t0 = time.monotonic()
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(prefix + cmd, capture_output=True, text=True)
         wall = time.monotonic() - t0
         cl.drop_slot(slot)
         if r.returncode != 0:
             raise BenchError(f"profile run failed: {r.stderr[-2000:]}")
-        return wall
+        if not recv and sink == "file":
+            os.unlink(out)
+        return wall, r.stderr
+
+    def head(path, n):
+        with open(path) as f:
+            return "".join(f.readlines()[:n])
 
     if shutil.which("valgrind"):
         cg = os.path.join(outdir, "callgrind.out")
-        log("profile: callgrind")
-        wall = drain(["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}"], "cg")
+        log(f"profile: callgrind, {cg_rows:,} rows")
+        wall, _ = drain(["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}"], "cg",
+                        cg_end)
         for incl in ("no", "yes"):
-            r = subprocess.run(["callgrind_annotate", f"--inclusive={incl}", "--threshold=99",
+            r = subprocess.run(["callgrind_annotate", f"--inclusive={incl}", "--threshold=99.5",
                                 cg], capture_output=True, text=True)
-            path = os.path.join(outdir, f"callgrind-{'inclusive' if incl == 'yes' else 'self'}.txt")
-            with open(path, "w") as f:
+            name = f"callgrind-{'inclusive' if incl == 'yes' else 'self'}.txt"
+            with open(os.path.join(outdir, name), "w") as f:
                 f.write(r.stdout)
-        report.append(f"callgrind: {wl.n:,} rows, {wall:.1f} s under valgrind; "
-                      f"{outdir}/callgrind-self.txt, callgrind-inclusive.txt")
+            report += [f"## callgrind, {'inclusive' if incl == 'yes' else 'self'} "
+                       f"({cg_rows:,} rows, {wall:.0f} s under valgrind)", "", "```",
+                       head(os.path.join(outdir, name), 60), "```", ""]
     if perf_works():
         pd = os.path.join(outdir, "perf.data")
-        log("profile: perf record -e cpu-clock")
-        wall = drain(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", pd,
-                      "--"], "perf")
+        log(f"profile: perf record -e cpu-clock, {rows:,} rows")
+        wall, _ = drain(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-g", "-o", pd,
+                         "--"], "perf", end)
         for sort, name in (("dso,symbol", "perf-symbols.txt"), ("dso", "perf-dso.txt")):
             r = subprocess.run(["perf", "report", "-i", pd, "--stdio", "--no-children",
                                 "--sort", sort, "-g", "none", "--percent-limit", "0.3"],
                                capture_output=True, text=True)
             with open(os.path.join(outdir, name), "w") as f:
                 f.write(r.stdout)
-        report.append(f"perf cpu-clock: {wl.n:,} rows in {wall:.2f} s; "
-                      f"{outdir}/perf-symbols.txt, perf-dso.txt")
-    for line in report:
-        log(line)
+            report += [f"## perf cpu-clock samples by {sort} ({rows:,} rows, {wall:.2f} s)", "",
+                       "```", head(os.path.join(outdir, name), 70), "```", ""]
+        for tag, recv, sink, title in (
+                ("siphon-null", False, "null", "siphon, null sink"),
+                ("siphon-file", False, "file", "siphon, file sink"),
+                ("recvlogical", True, None, "pg_recvlogical pgoutput → /dev/null")):
+            log(f"profile: perf trace -s, {tag}")
+            wall, err = drain(["perf", "trace", "-s", "-o",
+                               os.path.join(outdir, f"syscalls-{tag}.txt"), "--"],
+                              f"tr_{tag.replace('-', '_')}", end, recv=recv, sink=sink)
+            report += [f"## syscalls per thread, {title} ({rows:,} rows, {wall:.2f} s under "
+                       f"perf trace)", "", "```",
+                       head(os.path.join(outdir, f"syscalls-{tag}.txt"), 50), "```", ""]
+    cl.drop_slot(ctx.template)
+    with open(os.path.join(outdir, "profile.md"), "w") as f:
+        f.write("\n".join(report))
+    log(f"profile written to {outdir}/profile.md")
 
 
 # --------------------------------------------------------------------------
@@ -865,7 +1041,10 @@ def summarize(wres):
     """Per consumer: medians over rounds, ratios to the same round's ceiling."""
     runs = wres["runs"]
     ceil = {r["round"]: r["rows_per_s"] for r in runs if r["consumer"] == CEILING}
+    quiet = {r["round"] for r in runs if r["consumer"] == CEILING
+             and r.get("other_core", 0) <= QUIET_OTHER}
     w2j = {r["round"]: r["rows_per_s"] for r in runs if r["consumer"] == "wal2json"}
+    ceil_tcp = {r["round"]: r["rows_per_s"] for r in runs if r["consumer"] == "pgoutput-tcp"}
     file_bytes = None
     out = {}
     for cname in CONSUMERS:
@@ -875,6 +1054,10 @@ def summarize(wres):
         s = {"label": CONSUMERS[cname][3], "n": len(rs)}
         s["rates"] = [r["rows_per_s"] for r in rs]
         s["ratios"] = [r["rows_per_s"] / ceil[r["round"]] for r in rs if r["round"] in ceil]
+        s["ratios_quiet"] = [r["rows_per_s"] / ceil[r["round"]] for r in rs
+                             if r["round"] in quiet and r.get("other_core", 0) <= QUIET_OTHER]
+        s["ratios_tcp"] = [r["rows_per_s"] / ceil_tcp[r["round"]] for r in rs
+                           if r["round"] in ceil_tcp and CONSUMERS[cname][2] == "tcp"]
         s["vs_wal2json"] = [r["rows_per_s"] / w2j[r["round"]] for r in rs if r["round"] in w2j]
         s["ws_core"] = [(r["walsender_user_s"] + r["walsender_sys_s"]) / r["wall_s"]
                         for r in rs if r["walsender_user_s"] is not None]
@@ -905,7 +1088,7 @@ def render(results):
     L.append(f"- command: `{results['command']}`")
     L.append(f"- machine: {m['nproc']} CPUs ({m.get('cpu', '?')}), {m.get('mem_gib', '?')} GiB RAM, "
              f"Linux {m['kernel']}, Debian {m.get('debian', '?')}")
-    L.append(f"- {m['postgres']}, wal2json {m['wal2json']}; siphon {m['siphon']} "
+    L.append(f"- {m['postgres']}, wal2json {m['wal2json']}; {m['siphon']} "
              f"(commit {m['siphon_commit']}, working tree {m['siphon_tree']})")
     a = results["args"]
     L.append(f"- scale {a['scale']} (row counts below), {a['rounds']} rounds, consumers "
@@ -915,36 +1098,78 @@ def render(results):
         s = summarize(w)
         L.append(f"### {wname}: {w['title']}")
         L.append("")
+        oc = [r["other_core"] for r in w["runs"] if r.get("other_core") is not None]
         L.append(f"{w['rows']:,} changes in {w['txns']:,} transactions, "
-                 f"{w['wal_bytes'] / 2**20:,.0f} MiB of WAL, end LSN {w['end_lsn']}.")
+                 f"{w['wal_bytes'] / 2**20:,.0f} MiB of WAL, end LSN {w['end_lsn']}. "
+                 + (f"Other CPU on the machine during the timed runs: median {med(oc):.0%} "
+                    f"of a core, max {max(oc):.0%}." if oc else ""))
         L.append("")
         L.append("| consumer | rows/s median (min–max) | × ceiling | B/row | walsender CPU | "
                  "client CPU (user+sys) | client CPU-s per M rows | peak RSS |")
         L.append("|---|---|---|---|---|---|---|---|")
         for cname, c in s.items():
+            ratio = fmt_range(c['ratios'], lambda x: f'{x:.2f}')
+            if c["ratios_tcp"] and cname != "pgoutput-tcp":
+                ratio += f"; {med(c['ratios_tcp']):.2f} × TCP ceiling"
             bpr = "–" if c["bytes_per_row"] is None else f"{c['bytes_per_row']:,.0f}"
             if c.get("bytes_per_row_note") and c["bytes_per_row"] is not None:
                 bpr += " " + c["bytes_per_row_note"]
             L.append(
                 f"| {c['label']} | {fmt_range(c['rates'], lambda x: f'{x:,.0f}')} | "
-                f"{fmt_range(c['ratios'], lambda x: f'{x:.2f}')} | {bpr} | "
+                f"{ratio} | {bpr} | "
                 f"{fmt_range(c['ws_core'], lambda x: f'{x:.0%}')} | "
                 f"{med(c['cl_core']):.0%} ({med(c['cl_user_core']):.0%}+{med(c['cl_sys_core']):.0%}) | "
                 f"{med(c['cl_cpu_per_m']):.2f} | "
                 f"{max(c['rss_mib']):.1f} MiB |")
         L.append("")
-    if results.get("latency"):
-        L.append("### Latency: commit → written and fdatasynced by the file sink")
+        qs = [f"{cname} "
+              f"{med(c['ratios_quiet']):.2f} (n={len(c['ratios_quiet'])})"
+              for cname, c in s.items() if c["ratios_quiet"] and cname != CEILING]
+        if qs:
+            L.append(f"× ceiling over undisturbed pairs only (this run and its round's ceiling "
+                     f"both with other CPU ≤ {QUIET_OTHER:.0%} of a core): " + "; ".join(qs) + ".")
+            L.append("")
+        for cname in ("siphon-file", "siphon-file-tcp"):
+            lw = [r for r in w["runs"] if r["consumer"] == cname and r.get("last_write_s")]
+            if lw:
+                t = med([r["wall_s"] for r in lw])
+                t_lw = med([r["last_write_s"] for r in lw])
+                L.append(f"{CONSUMERS[cname][3]}: start to last write into the file "
+                         f"{t_lw:.2f} s of {t:.2f} s to exit (medians); "
+                         f"{w['rows'] / t_lw:,.0f} rows/s to the last write.")
+                L.append("")
+    for x in results.get("latency", []):
+        if x and "cpu_core" not in x:  # results written before the reference runs existed
+            x["cpu_core"], x["hwm_kib"] = x.get("siphon_cpu_core"), x.get("siphon_hwm_kib")
+    lat = [x for x in results.get("latency", []) if x and x.get("consumer", "siphon") == "siphon"]
+    ref = [x for x in results.get("latency", []) if x and x.get("consumer") == "recvlogical"]
+    if lat:
+        L.append("### Latency: commit → written and fdatasynced by siphon's file sink")
         L.append("")
         L.append("| rate target | achieved | events | p50 | p95 | p99 | max | "
-                 "commit → siphon ts_ms p50 / p99 | siphon CPU | siphon peak RSS |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
-        for x in results["latency"]:
+                 "commit → written p50 / p99 | commit → siphon ts_ms p50 / p99 | siphon CPU | "
+                 "siphon peak RSS |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for x in lat:
+            w = ("–" if x.get("written_p50_ms") is None else
+                 f"{x['written_p50_ms']:.2f} / {x['written_p99_ms']:.2f} ms")
             L.append(f"| {x['rate']:,}/s | {x['achieved_tps']:,.0f}/s | {x['events']:,} | "
                      f"{x['p50_ms']:.2f} ms | {x['p95_ms']:.2f} ms | {x['p99_ms']:.2f} ms | "
-                     f"{x['max_ms']:.2f} ms | {x['made_p50_ms']:.0f} / {x['made_p99_ms']:.0f} ms | "
-                     f"{x['siphon_cpu_core']:.0%} | "
-                     f"{(x['siphon_hwm_kib'] or 0) / 1024:.1f} MiB |")
+                     f"{x['max_ms']:.2f} ms | {w} | "
+                     f"{x['made_p50_ms']:.1f} / {x['made_p99_ms']:.1f} ms | "
+                     f"{x['cpu_core']:.0%} | {(x['hwm_kib'] or 0) / 1024:.1f} MiB |")
+        L.append("")
+    if ref:
+        L.append("Reference, same writer: pg_recvlogical + test_decoding to a file, commit → "
+                 "COMMIT line written (it fsyncs only every 10 s):")
+        L.append("")
+        L.append("| rate target | achieved | transactions | p50 | p95 | p99 | max | client CPU |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for x in ref:
+            L.append(f"| {x['rate']:,}/s | {x['achieved_tps']:,.0f}/s | {x['events']:,} | "
+                     f"{x['written_p50_ms']:.2f} ms | {x['written_p95_ms']:.2f} ms | "
+                     f"{x['written_p99_ms']:.2f} ms | {x['written_max_ms']:.2f} ms | "
+                     f"{x['cpu_core']:.0%} |")
         L.append("")
     L += render_targets(results)
     return "\n".join(L) + "\n"
@@ -988,7 +1213,7 @@ def render_targets(results):
         add(f"W1–W7 siphon peak RSS (max: {v[1]} {v[2]})", f"{v[0]:.1f} MiB", "≤ 64 MiB",
             v[0] <= 64)
     for x in results.get("latency", []):
-        if x["rate"] == 10000:
+        if x and x.get("consumer", "siphon") == "siphon" and x["rate"] == 10000:
             add("latency at 10,000 rows/s: p99 commit → fsynced", f"{x['p99_ms']:.2f} ms",
                 "≤ 10 ms", x["p99_ms"] <= 10)
     if not rows:
@@ -1017,15 +1242,25 @@ def main():
                     help="comma-separated (default all: W1,W2,W3,W5,W6,W7)")
     ap.add_argument("--consumers", default=",".join(DEFAULT_CONSUMERS),
                     help=f"comma-separated subset of {','.join(CONSUMERS)}")
-    ap.add_argument("--latency-rates", default="1000,10000",
+    ap.add_argument("--latency-rates", default="1000,5000,10000",
                     help="rows/s of the latency runs; empty for none")
     ap.add_argument("--latency-seconds", type=int, help="per rate (default 60, --quick 10)")
     ap.add_argument("--latency-method", choices=["auto", "perf", "tail"], default="auto",
                     help="fsync timestamps from perf syscall tracepoints (auto if it works), "
                          "or tail: when the line becomes readable (a lower bound)")
+    ap.add_argument("--no-latency-reference", dest="latency_reference", action="store_false",
+                    help="skip the pg_recvlogical + test_decoding latency reference runs")
     ap.add_argument("--profile", action="store_true",
                     help="instead of the comparison: profile siphon (null sink) on a W1 backlog")
-    ap.add_argument("--profile-rows", type=int, default=200_000)
+    ap.add_argument("--profile-rows", type=int, default=1_000_000,
+                    help="W1 rows for the perf profile (default 1,000,000)")
+    ap.add_argument("--callgrind-rows", type=int, default=200_000,
+                    help="of which the callgrind run drains the first (default 200,000)")
+    ap.add_argument("--quiet-core", type=float, default=0.15,
+                    help="before each timed run, wait until the machine's busy CPU is at "
+                         "most this many cores (default 0.15; negative: do not wait)")
+    ap.add_argument("--quiet-max", type=int, default=600,
+                    help="longest wait for a quiet machine, seconds (default 600)")
     ap.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     ap.add_argument("--workdir", help="where the cluster and outputs go (default: a new "
                                       "directory in /var/tmp, removed at the end)")
@@ -1062,6 +1297,9 @@ def main():
     ctx.rundir = os.path.join(outdir, "logs")
     os.makedirs(ctx.rundir, exist_ok=True)
     ctx.cl = Cluster(workdir, args.port or free_port())
+    ctx.quiet_core = args.quiet_core if args.quiet_core >= 0 else None
+    ctx.quiet_max = args.quiet_max
+    ctx.waited = 0.0
     ctx.results = {
         "command": os.environ.get("SIPHON_BENCH_CMD", " ".join(sys.argv)),
         "args": {"scale": scale, "rounds": args.rounds, "workloads": wanted,
@@ -1082,7 +1320,7 @@ def main():
         ctx.cl.start()
         log(f"PostgreSQL started on port {ctx.cl.port} (socket {ctx.cl.sock})")
         if args.profile:
-            run_profile(ctx, args.profile_rows)
+            run_profile(ctx, args.profile_rows, args.callgrind_rows)
             ok = True
             return 0
         for wname in wanted:
@@ -1099,7 +1337,12 @@ def main():
             for rate in rates:
                 ctx.results["latency"].append(run_latency(ctx, rate, lat_secs, method))
                 save(ctx)
+                if args.latency_reference:
+                    ctx.results["latency"].append(
+                        run_latency(ctx, rate, lat_secs, method, consumer="recvlogical"))
+                    save(ctx)
         ctx.results["elapsed_s"] = time.monotonic() - t_start
+        ctx.results["waited_for_quiet_s"] = ctx.waited
         save(ctx)
         text = render(ctx.results)
         with open(os.path.join(outdir, "report.md"), "w") as f:

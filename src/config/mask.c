@@ -43,8 +43,12 @@ static int mask_find_userinfo(const char *s, struct sp_mask_range **r, int n)
         const char *start = p + 3;
         const char *q = start;
         const char *at = NULL;
-        while (*q != '\0' && *q != '/' && *q != '?' && *q != '#' && *q != '"' && *q != '\'' &&
+        while (*q != '\0' && *q != '/' && *q != '?' && *q != '#' && *q != '"' &&
                !isspace((unsigned char)*q)) {
+            if (*q == '\\' && q[1] != '\0') {
+                q += 2; /* an escaped character (\" in a YAML double-quoted line) */
+                continue;
+            }
             if (*q == '@') {
                 at = q;
             }
@@ -95,7 +99,7 @@ static int mask_find_keyword(const char *s, struct sp_mask_range **r, int n)
             }
         } else {
             while (!mask_is_value_end(*q, uri)) {
-                q++;
+                q += (*q == '\\' && q[1] != '\0') ? 2 : 1;
             }
         }
         n = sp_mask_push(r, n, (int)(v - s), (int)(q - s));

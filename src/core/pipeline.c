@@ -363,6 +363,8 @@ static void pl_confirm(struct sp_pipeline *pl)
             sp_err_clear(&err);
             ps->confirmed = lsn;
             pl->stats.confirmed_lsn = lsn;
+            /* A moved position is reported promptly: let the source's tick decide now. */
+            ps->next_tick_ms = 0;
             if (ps->src.ops->confirm(&ps->src, lsn, idle, &err) != 0) {
                 sp_log_warn(&ps->src.log, "could not confirm " SP_LSN_FMT ": %s", SP_LSN_ARGS(lsn),
                             err.msg);

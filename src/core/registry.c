@@ -10,7 +10,11 @@ extern const struct sp_source_ops sp_source_postgres;
 extern const struct sp_sink_ops sp_sink_stdout;
 extern const struct sp_sink_ops sp_sink_file;
 extern const struct sp_sink_ops sp_sink_null;
+extern const struct sp_sink_ops sp_sink_nats;
+extern const struct sp_sink_ops sp_sink_kafka;
+extern const struct sp_sink_ops sp_sink_redis;
 extern const struct sp_format_ops sp_format_json;
+extern const struct sp_format_ops sp_format_debezium;
 
 const struct sp_source_ops *const sp_registry_sources[] = {
     &sp_source_postgres,
@@ -18,14 +22,13 @@ const struct sp_source_ops *const sp_registry_sources[] = {
 };
 
 const struct sp_sink_ops *const sp_registry_sinks[] = {
-    &sp_sink_file,
-    &sp_sink_null,
-    &sp_sink_stdout,
-    NULL,
+    &sp_sink_file,  &sp_sink_kafka,  &sp_sink_nats, &sp_sink_null,
+    &sp_sink_redis, &sp_sink_stdout, NULL,
 };
 
 const struct sp_format_ops *const sp_registry_formats[] = {
     &sp_format_json,
+    &sp_format_debezium,
     NULL,
 };
 

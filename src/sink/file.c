@@ -70,6 +70,44 @@ static int file_open_fd(struct sp_sink *sk, struct sp_err *err)
         return sp_err_errno(err, errno, "could not stat \"%s\"", conf->path);
     }
     st->size = stt.st_size;
+    /*
+     * A crash during write() can leave part of a batch at the end. It was
+     * never acknowledged, so it will be delivered again: cut the file back
+     * to its last whole line rather than append to half of one.
+     */
+    if (S_ISREG(stt.st_mode) && st->size > 0) {
+        int rfd = open(conf->path, O_RDONLY | O_CLOEXEC);
+        if (rfd < 0) {
+            return sp_err_errno(err, errno, "could not open \"%s\" for reading", conf->path);
+        }
+        char tail[4096];
+        off_t end = st->size;
+        while (end > 0) {
+            size_t n = end < (off_t)sizeof(tail) ? (size_t)end : sizeof(tail);
+            ssize_t r = pread(rfd, tail, n, end - (off_t)n);
+            if (r != (ssize_t)n) {
+                int e = r < 0 ? errno : EIO;
+                close(rfd);
+                return sp_err_errno(err, e, "could not read \"%s\"", conf->path);
+            }
+            char *nl = memrchr(tail, '\n', n);
+            if (nl != NULL) {
+                end -= (off_t)n - (off_t)(nl - tail) - 1;
+                break;
+            }
+            end -= (off_t)n;
+        }
+        close(rfd);
+        if (end != st->size) {
+            if (ftruncate(st->fd, end) != 0) {
+                return sp_err_errno(err, errno, "could not truncate \"%s\"", conf->path);
+            }
+            sp_log_warn(&sk->log,
+                        "removed %lld bytes of a partly written line at the end of \"%s\"",
+                        (long long)(st->size - end), conf->path);
+            st->size = end;
+        }
+    }
     return 0;
 }
 
@@ -147,7 +185,8 @@ static int file_submit(struct sp_sink *sk, struct sp_batch *b, struct sp_err *er
         }
         off += (size_t)w;
     }
-    if (conf->fsync && fdatasync(st->fd) != 0) {
+    /* FIFOs, character devices and sockets cannot be fsynced (EINVAL): nothing to make durable. */
+    if (conf->fsync && fdatasync(st->fd) != 0 && errno != EINVAL && errno != EROFS) {
         int rc = sp_err_errno(err, errno, "could not fsync \"%s\"", conf->path);
         err->retriable = true;
         /* After a failed fsync the page cache state is unknown: reopen. */

@@ -7,6 +7,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,10 +17,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint32_t fuzz_oids[] = {
-    21,   23,   20,   26,   700,  701,  1700, 16,   25,   1043, 1042, 19,   2950, 869,
-    650,  829,  774,  142,  790,  17,   114,  3802, 1082, 1114, 1184, 1083, 1266, 1186,
-    1005, 1007, 1016, 1021, 1022, 1231, 1000, 1009, 1015, 1001, 199,  3807, 1182, 1115,
-    1185, 1183, 1270, 1187, 603,  1020, 22,   30,   600,  3904,
+    21,   23,   20,   26,   700,  701,  1700, 16,   25,   1043, 1042, 19,   2950,
+    869,  650,  829,  774,  142,  790,  17,   114,  3802, 1082, 1114, 1184, 1083,
+    1266, 1186, 1005, 1007, 1016, 1021, 1022, 1231, 1000, 1009, 1015, 1001, 199,
+    3807, 1182, 1115, 1185, 1183, 1270, 1187, 603,  1020, 22,   30,   600,  3904,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -27,8 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    const struct sp_type *t = sp_type_builtin(fuzz_oids[data[0] % (sizeof(fuzz_oids) /
-                                                                   sizeof(fuzz_oids[0]))]);
+    const struct sp_type *t =
+        sp_type_builtin(fuzz_oids[data[0] % (sizeof(fuzz_oids) / sizeof(fuzz_oids[0]))]);
     struct sp_buf out;
     struct sp_err err;
     sp_buf_init(&out);

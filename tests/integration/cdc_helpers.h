@@ -59,6 +59,31 @@ static CDC_UNUSED void cdc_sleep_ms(int64_t ms)
     }
 }
 
+/*
+ * Strings a test allocates, freed by its cleanup even when an assertion
+ * ends the test early (cmocka longjmps out; LeakSanitizer would report them).
+ */
+struct cdc_strs {
+    char *s[32];
+    int n;
+};
+
+/* Takes ownership of s and returns it. */
+static CDC_UNUSED char *cdc_keep(struct cdc_strs *p, char *s)
+{
+    assert_true(p->n < (int)(sizeof(p->s) / sizeof(p->s[0])));
+    p->s[p->n++] = s;
+    return s;
+}
+
+static CDC_UNUSED void cdc_strs_free(struct cdc_strs *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        free(p->s[i]);
+    }
+    p->n = 0;
+}
+
 /* ---- configuration and the siphon process ---------------------------------- */
 
 struct cdc_conf {
@@ -96,9 +121,8 @@ static CDC_UNUSED void cdc_write_config(const char *path, const struct cdc_conf 
                        "settings:\n"
                        "  shutdown_timeout: 30s\n"
                        "%s",
-                       c->conninfo, c->slot, c->publication,
-                       c->source_extra ? c->source_extra : "", c->out_path,
-                       c->sink_extra ? c->sink_extra : "", c->tables,
+                       c->conninfo, c->slot, c->publication, c->source_extra ? c->source_extra : "",
+                       c->out_path, c->sink_extra ? c->sink_extra : "", c->tables,
                        c->settings ? c->settings : "");
 }
 
@@ -214,14 +238,53 @@ static CDC_UNUSED uint64_t cdc_confirmed_lsn(PGconn *c, const char *slot)
 }
 
 /* Waits until the slot's confirmed_flush_lsn >= lsn. */
-static CDC_UNUSED bool cdc_wait_confirmed(PGconn *c, const char *slot, uint64_t lsn,
-                                          int timeout_ms)
+static CDC_UNUSED bool cdc_wait_confirmed(PGconn *c, const char *slot, uint64_t lsn, int timeout_ms)
 {
     char buf[24];
     return sp_test_sql_poll_until(c, "t", timeout_ms,
                                   "SELECT coalesce((SELECT confirmed_flush_lsn >= '%s'::pg_lsn"
                                   " FROM pg_replication_slots WHERE slot_name = '%s'), false)",
                                   cdc_lsn_fmt(lsn, buf), slot);
+}
+
+struct cdc_confirm_wait {
+    PGconn *conn;
+    const char *slot;
+    uint64_t lsn;
+    struct sp_proc *proc;
+    bool exited;
+};
+
+static CDC_UNUSED bool cdc_confirmed_or_exited(void *ctx)
+{
+    struct cdc_confirm_wait *w = ctx;
+    if (!sp_test_proc_alive(w->proc)) {
+        w->exited = true;
+        return true;
+    }
+    return cdc_confirmed_lsn(w->conn, w->slot) >= w->lsn;
+}
+
+/*
+ * Waits until the slot's confirmed_flush_lsn >= lsn while siphon (proc)
+ * runs. Returns false at the timeout or as soon as siphon has exited, and
+ * then prints its log (log_path).
+ */
+static CDC_UNUSED bool cdc_wait_caught_up(PGconn *c, const char *slot, uint64_t lsn,
+                                          struct sp_proc *proc, const char *log_path,
+                                          int timeout_ms)
+{
+    struct cdc_confirm_wait w = {c, slot, lsn, proc, false};
+    bool ok = sp_test_wait_until(cdc_confirmed_or_exited, &w, timeout_ms) && !w.exited;
+    if (!ok) {
+        char want[24];
+        char got[24];
+        fprintf(stderr, "slot %s: confirmed %s, waited for %s%s\n", slot,
+                cdc_lsn_fmt(cdc_confirmed_lsn(c, slot), got), cdc_lsn_fmt(lsn, want),
+                w.exited ? "; siphon exited" : "");
+        cdc_print_log(log_path);
+    }
+    return ok;
 }
 
 /* Waits until no walsender holds the slot (so its position is final). */
@@ -295,21 +358,21 @@ struct cdc_ev {
     uint64_t commit_lsn; /* from "id": "<commit LSN>:<seq>" */
     uint32_t seq;
     char op;
-    long key;     /* key.id */
-    long val;     /* after.<val_col>, or 0 without val_col or for a delete */
-    size_t line;  /* 0-based line number in the file */
-    size_t end;   /* byte offset just past the line's '\n' */
-    bool dup;     /* an earlier line has the same id (set by cdc_mark_dups) */
+    long key;    /* key.id */
+    long val;    /* after.<val_col>, or 0 without val_col or for a delete */
+    size_t line; /* 0-based line number in the file */
+    size_t end;  /* byte offset just past the line's '\n' */
+    bool dup;    /* an earlier line has the same id (set by cdc_mark_dups) */
 };
 
 struct cdc_output {
     struct cdc_ev *ev; /* the valid lines, in file order */
     size_t n;
-    size_t lines;         /* complete lines in the file */
-    size_t invalid;       /* lines that are not valid JSON or lack a field */
-    char *first_invalid;  /* the first of them (malloc'd, cut to 300 bytes), or NULL */
+    size_t lines;        /* complete lines in the file */
+    size_t invalid;      /* lines that are not valid JSON or lack a field */
+    char *first_invalid; /* the first of them (malloc'd, cut to 300 bytes), or NULL */
     size_t first_invalid_line;
-    bool partial_tail;    /* the file ends with bytes after the last '\n' */
+    bool partial_tail; /* the file ends with bytes after the last '\n' */
     size_t bytes;
 };
 
@@ -436,8 +499,7 @@ static CDC_UNUSED void cdc_output_parse(const char *data, size_t len, const char
 }
 
 /* Reads and parses an output file (missing: no lines). */
-static CDC_UNUSED void cdc_output_load(const char *path, const char *val_col,
-                                       struct cdc_output *o)
+static CDC_UNUSED void cdc_output_load(const char *path, const char *val_col, struct cdc_output *o)
 {
     size_t len = 0;
     char *data = sp_test_read_file(path, &len);

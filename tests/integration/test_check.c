@@ -22,10 +22,17 @@
 
 #include "lib/harness.h"
 
+/* fail_msg jumps out of the test; abort(), never reached, tells analyzers it does not return. */
+#define FAIL_MSG(...)          \
+    do {                       \
+        fail_msg(__VA_ARGS__); \
+        abort();               \
+    } while (0)
+
 #define WAIT_EXIT_MS 60000
 /* How long `siphon run` may take to refuse a setup it cannot use. */
 #define WAIT_REFUSE_MS 20000
-#define SECRET "Secret123"
+#define SECRET         "Secret123"
 
 struct fixture {
     struct sp_pg *pg;      /* wal_level=logical */
@@ -33,6 +40,7 @@ struct fixture {
     PGconn *conn;
     char *tmp;
     /* Per test, released by test_cleanup even when the test fails: */
+    PGconn *conn_repl; /* to pg_repl */
     struct sp_proc *proc;
     char *cfg;
     char *out; /* the child's stdout */
@@ -60,6 +68,8 @@ static int group_setup(void **state)
 static int test_cleanup(void **state)
 {
     struct fixture *fx = *state;
+    PQfinish(fx->conn_repl);
+    fx->conn_repl = NULL;
     if (fx->proc != NULL) {
         sp_test_proc_signal(fx->proc, SIGKILL);
         sp_test_proc_free(fx->proc);
@@ -133,8 +143,8 @@ static int run_siphon(struct fixture *fx, const char *command, const char *extra
     fx->proc = NULL;
     const char *argv[] = {sp_test_siphon_bin(), command, "-c", fx->cfg, extra, NULL};
     fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
-    int rc = sp_test_proc_wait(fx->proc,
-                               strcmp(command, "run") == 0 ? WAIT_REFUSE_MS : WAIT_EXIT_MS);
+    int rc =
+        sp_test_proc_wait(fx->proc, strcmp(command, "run") == 0 ? WAIT_REFUSE_MS : WAIT_EXIT_MS);
     free(fx->stdout_text);
     free(fx->stderr_text);
     fx->stdout_text = sp_test_read_file(fx->out, NULL);
@@ -152,15 +162,15 @@ static int run_siphon(struct fixture *fx, const char *command, const char *extra
 
 static void print_output(const struct fixture *fx)
 {
-    fprintf(stderr, "---- siphon stdout ----\n%s---- siphon stderr ----\n%s----\n",
-            fx->stdout_text, fx->stderr_text);
+    fprintf(stderr, "---- siphon stdout ----\n%s---- siphon stderr ----\n%s----\n", fx->stdout_text,
+            fx->stderr_text);
 }
 
 static void assert_exit(struct fixture *fx, int rc, int want)
 {
     if (rc != want) {
         print_output(fx);
-        fail_msg("siphon exited with %d, expected %d", rc, want);
+        FAIL_MSG("siphon exited with %d, expected %d", rc, want);
     }
 }
 
@@ -169,44 +179,85 @@ static void assert_has(struct fixture *fx, const char *text, const char *needle)
 {
     if (strstr(text, needle) == NULL) {
         print_output(fx);
-        fail_msg("siphon's output does not contain \"%s\"", needle);
+        FAIL_MSG("siphon's output does not contain \"%s\"", needle);
     }
 }
 
-/* The line of text that contains needle, malloc'd (fails when there is none). */
-static char *line_with(struct fixture *fx, const char *text, const char *needle)
+/* The line of text that contains needle, and its length; fails when there is none. */
+static const char *line_with(struct fixture *fx, const char *text, const char *needle, int *len)
 {
     const char *p = strstr(text, needle);
     if (p == NULL) {
         print_output(fx);
-        fail_msg("siphon's output has no line with \"%s\"", needle);
+        FAIL_MSG("siphon's output has no line with \"%s\"", needle);
     }
     const char *start = p;
     while (start > text && start[-1] != '\n') {
         start--;
     }
     const char *end = strchr(p, '\n');
-    size_t len = end != NULL ? (size_t)(end - start) : strlen(start);
-    return sp_test_asprintf("%.*s", (int)len, start);
+    *len = (int)(end != NULL ? (size_t)(end - start) : strlen(start));
+    return start;
 }
 
-/* The "hint:" line right after the first line that contains needle (malloc'd). */
-static char *hint_after(struct fixture *fx, const char *text, const char *needle)
+/* Whether the first len bytes of s contain what. */
+static bool span_has(const char *s, int len, const char *what)
 {
-    const char *p = strstr(text, needle);
+    size_t n = strlen(what);
+    for (int i = 0; i + (int)n <= len; i++) {
+        if (memcmp(s + i, what, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The stdout line that contains needle starts with tag ("ok", "warn",
+ * "FAIL") and contains each of the NULL-terminated texts in want.
+ */
+static void assert_line(struct fixture *fx, const char *needle, const char *tag,
+                        const char *const *want)
+{
+    int len = 0;
+    const char *line = line_with(fx, fx->stdout_text, needle, &len);
+    bool ok = strncmp(line, tag, strlen(tag)) == 0 && line[strlen(tag)] == ' ';
+    for (size_t i = 0; ok && want != NULL && want[i] != NULL; i++) {
+        ok = span_has(line, len, want[i]);
+    }
+    if (!ok) {
+        print_output(fx);
+        FAIL_MSG("the line with \"%s\" is not a %s line with the expected text: %.*s", needle, tag,
+                 len, line);
+    }
+}
+
+/* The "hint:" line right after the stdout line that contains needle contains each of want. */
+static void assert_hint(struct fixture *fx, const char *needle, const char *const *want)
+{
+    const char *p = strstr(fx->stdout_text, needle);
     const char *nl = p != NULL ? strchr(p, '\n') : NULL;
     if (nl == NULL || strncmp(nl + 1, "      hint: ", 12) != 0) {
         print_output(fx);
-        fail_msg("no hint line after \"%s\"", needle);
+        FAIL_MSG("no hint line after \"%s\"", needle);
     }
-    return line_with(fx, nl + 1, "hint: ");
+    int len = 0;
+    const char *hint = line_with(fx, nl + 1, "hint: ", &len);
+    for (size_t i = 0; want[i] != NULL; i++) {
+        if (!span_has(hint, len, want[i])) {
+            print_output(fx);
+            FAIL_MSG("the hint after \"%s\" does not contain \"%s\"", needle, want[i]);
+        }
+    }
 }
+
+#define TEXTS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 static void assert_no_secret(struct fixture *fx)
 {
     if (strstr(fx->stdout_text, SECRET) != NULL || strstr(fx->stderr_text, SECRET) != NULL) {
         print_output(fx);
-        fail_msg("the password appears in siphon's output");
+        FAIL_MSG("the password appears in siphon's output");
     }
 }
 
@@ -249,8 +300,7 @@ static void assert_nothing_created(PGconn *c, const char *name)
                          name),
         0);
     assert_int_equal(
-        sp_test_sql_long(c, "SELECT count(*) FROM pg_publication WHERE pubname = 'p_%s'", name),
-        0);
+        sp_test_sql_long(c, "SELECT count(*) FROM pg_publication WHERE pubname = 'p_%s'", name), 0);
 }
 
 /* ---- tests ------------------------------------------------------------------- */
@@ -276,35 +326,28 @@ static void check_passes_and_changes_nothing_when_all_is_in_place(void **state)
 static void check_fails_on_wal_level_replica_with_the_fix(void **state)
 {
     struct fixture *fx = *state;
-    PGconn *c = sp_test_pg_connect(fx->pg_repl);
-    sp_test_sql(c, "CREATE TABLE chk_wal (id int PRIMARY KEY)");
-    PQfinish(c);
+    fx->conn_repl = sp_test_pg_connect(fx->pg_repl);
+    sp_test_sql(fx->conn_repl, "CREATE TABLE chk_wal (id int PRIMARY KEY)");
     write_config(fx, "chk_wal", sp_test_pg_conninfo(fx->pg_repl), "public.chk_wal");
     assert_exit(fx, run_siphon(fx, "check", NULL), 1);
-    char *line = line_with(fx, fx->stdout_text, "wal_level is replica");
-    assert_int_equal(strncmp(line, "FAIL", 4), 0);
-    free(line);
-    char *hint = hint_after(fx, fx->stdout_text, "wal_level is replica");
-    assert_non_null(strstr(hint, "ALTER SYSTEM SET wal_level = logical"));
-    assert_non_null(strstr(hint, "restart"));
-    free(hint);
+    assert_line(fx, "wal_level is replica", "FAIL", TEXTS("needs wal_level = logical"));
+    assert_hint(fx, "wal_level is replica",
+                TEXTS("ALTER SYSTEM SET wal_level = logical", "restart"));
     assert_summary(fx, 1);
 }
 
 static void run_exits_on_wal_level_replica_with_the_fix(void **state)
 {
     struct fixture *fx = *state;
-    PGconn *c = sp_test_pg_connect(fx->pg_repl);
-    sp_test_sql(c, "CREATE TABLE chk_walrun (id int PRIMARY KEY)");
+    fx->conn_repl = sp_test_pg_connect(fx->pg_repl);
+    sp_test_sql(fx->conn_repl, "CREATE TABLE chk_walrun (id int PRIMARY KEY)");
     write_config(fx, "chk_walrun", sp_test_pg_conninfo(fx->pg_repl), "public.chk_walrun");
     /* Bounded by run_siphon's wait: a siphon that retries forever fails here. */
-    int rc = run_siphon(fx, "run", NULL);
-    assert_exit(fx, rc, 1);
-    assert_has(fx, fx->stderr_text, "wal_level");
+    assert_exit(fx, run_siphon(fx, "run", NULL), 1);
+    assert_has(fx, fx->stderr_text, "wal_level = replica");
     assert_has(fx, fx->stderr_text, "ALTER SYSTEM SET wal_level = logical");
     assert_has(fx, fx->stderr_text, "restart");
-    assert_nothing_created(c, "chk_walrun");
-    PQfinish(c);
+    assert_nothing_created(fx->conn_repl, "chk_walrun");
 }
 
 static void check_fails_for_a_role_without_replication(void **state)
@@ -318,15 +361,11 @@ static void check_fails_for_a_role_without_replication(void **state)
     write_config(fx, "chk_role", ci, "public.chk_role");
     free(ci);
     assert_exit(fx, run_siphon(fx, "check", NULL), 1);
-    char *line = line_with(fx, fx->stdout_text, "has neither REPLICATION nor SUPERUSER");
-    assert_int_equal(strncmp(line, "FAIL", 4), 0);
-    assert_non_null(strstr(line, "chk_norepl"));
-    free(line);
-    char *hint = hint_after(fx, fx->stdout_text, "has neither REPLICATION nor SUPERUSER");
-    assert_non_null(strstr(hint, "ALTER ROLE chk_norepl WITH REPLICATION"));
-    free(hint);
+    assert_line(fx, "has neither REPLICATION nor SUPERUSER", "FAIL", TEXTS("\"chk_norepl\""));
+    assert_hint(fx, "has neither REPLICATION nor SUPERUSER",
+                TEXTS("ALTER ROLE chk_norepl WITH REPLICATION"));
 
-    /* `siphon run` gives up at once with the same fix. */
+    /* `siphon run` gives up with the same fix instead of retrying forever. */
     assert_exit(fx, run_siphon(fx, "run", NULL), 1);
     assert_has(fx, fx->stderr_text, "WITH REPLICATION");
     assert_nothing_created(fx->conn, "chk_role");
@@ -339,10 +378,8 @@ static void check_fails_naming_a_missing_table(void **state)
     write_config(fx, "chk_miss", sp_test_pg_conninfo(fx->pg),
                  "public.chk_there, public.chk_not_there");
     assert_exit(fx, run_siphon(fx, "check", NULL), 1);
-    char *line = line_with(fx, fx->stdout_text, "chk_not_there");
-    assert_int_equal(strncmp(line, "FAIL", 4), 0);
-    assert_non_null(strstr(line, "table public.chk_not_there does not exist"));
-    free(line);
+    assert_line(fx, "chk_not_there", "FAIL", TEXTS("table public.chk_not_there does not exist"));
+    assert_line(fx, "table public.chk_there:", "ok", NULL);
     assert_summary(fx, 1);
 }
 
@@ -352,14 +389,9 @@ static void check_warns_about_a_table_without_primary_key_and_passes(void **stat
     sp_test_sql(fx->conn, "CREATE TABLE chk_nopk (a int, b text)");
     write_config(fx, "chk_nopk", sp_test_pg_conninfo(fx->pg), "public.chk_nopk");
     assert_exit(fx, run_siphon(fx, "check", NULL), 0);
-    char *line = line_with(fx, fx->stdout_text, "chk_nopk has no primary key");
-    assert_int_equal(strncmp(line, "warn", 4), 0);
-    assert_non_null(strstr(line, "UPDATE and DELETE"));
-    free(line);
-    char *hint = hint_after(fx, fx->stdout_text, "chk_nopk has no primary key");
-    assert_non_null(strstr(hint, "primary key"));
-    assert_non_null(strstr(hint, "ALTER TABLE public.chk_nopk REPLICA IDENTITY FULL"));
-    free(hint);
+    assert_line(fx, "chk_nopk has no primary key", "warn", TEXTS("UPDATE and DELETE"));
+    assert_hint(fx, "chk_nopk has no primary key",
+                TEXTS("primary key", "ALTER TABLE public.chk_nopk REPLICA IDENTITY FULL"));
     assert_has(fx, fx->stdout_text, ", 1 warnings, 0 failures\n");
 }
 
@@ -371,14 +403,10 @@ static void check_fails_on_a_publication_missing_a_table(void **state)
                           "CREATE PUBLICATION p_chk_pub FOR TABLE chk_pub_a");
     write_config(fx, "chk_pub", sp_test_pg_conninfo(fx->pg), "public.chk_pub_a, public.chk_pub_b");
     assert_exit(fx, run_siphon(fx, "check", NULL), 1);
-    char *line = line_with(fx, fx->stdout_text, "publication \"p_chk_pub\" exists");
-    assert_int_equal(strncmp(line, "FAIL", 4), 0);
-    assert_non_null(strstr(line, "chk_pub_b"));
-    assert_null(strstr(line, "chk_pub_a"));
-    free(line);
-    char *hint = hint_after(fx, fx->stdout_text, "publication \"p_chk_pub\" exists");
-    assert_non_null(strstr(hint, "ALTER PUBLICATION \"p_chk_pub\" ADD TABLE \"public\".\"chk_pub_b\""));
-    free(hint);
+    assert_line(fx, "publication \"p_chk_pub\" exists", "FAIL",
+                TEXTS("does not include \"public\".\"chk_pub_b\""));
+    assert_hint(fx, "publication \"p_chk_pub\" exists",
+                TEXTS("ALTER PUBLICATION \"p_chk_pub\" ADD TABLE \"public\".\"chk_pub_b\""));
     assert_summary(fx, 1);
     /* check only reads: the publication still lacks the table. */
     assert_int_equal(sp_test_sql_long(fx->conn, "SELECT count(*) FROM pg_publication_tables "
@@ -393,12 +421,9 @@ static void check_fails_on_a_slot_of_another_plugin(void **state)
     sp_test_sql(fx->conn, "SELECT pg_create_logical_replication_slot('s_chk_td', 'test_decoding')");
     write_config(fx, "chk_td", sp_test_pg_conninfo(fx->pg), "public.chk_td");
     assert_exit(fx, run_siphon(fx, "check", NULL), 1);
-    char *line = line_with(fx, fx->stdout_text, "\"s_chk_td\" uses output plugin \"test_decoding\"");
-    assert_int_equal(strncmp(line, "FAIL", 4), 0);
-    free(line);
-    char *hint = hint_after(fx, fx->stdout_text, "uses output plugin");
-    assert_non_null(strstr(hint, "pg_drop_replication_slot('s_chk_td')"));
-    free(hint);
+    assert_line(fx, "uses output plugin", "FAIL",
+                TEXTS("\"s_chk_td\" uses output plugin \"test_decoding\""));
+    assert_hint(fx, "uses output plugin", TEXTS("pg_drop_replication_slot('s_chk_td')"));
     assert_summary(fx, 1);
 
     /* `siphon run` refuses the slot too, and leaves it alone. */
@@ -446,20 +471,21 @@ static void check_exits_2_on_a_config_error(void **state)
  */
 static void run_until_logged(struct fixture *fx, const char *needle)
 {
-    const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, "--log-level", "debug",
-                          NULL};
+    const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, "--log-level", "debug", NULL};
     fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
     struct file_wait w = {.path = fx->err, .needle = needle, .proc = fx->proc};
     bool logged = sp_test_wait_until(file_ready, &w, WAIT_EXIT_MS);
     sp_test_proc_signal(fx->proc, SIGTERM);
     sp_test_proc_wait(fx->proc, WAIT_EXIT_MS);
+    free(fx->stdout_text);
+    free(fx->stderr_text);
     fx->stdout_text = sp_test_read_file(fx->out, NULL);
     fx->stderr_text = sp_test_read_file(fx->err, NULL);
     assert_non_null(fx->stdout_text);
     assert_non_null(fx->stderr_text);
     if (!logged) {
         print_output(fx);
-        fail_msg("siphon run did not log \"%s\"", needle);
+        FAIL_MSG("siphon run did not log \"%s\"", needle);
     }
     sp_test_proc_free(fx->proc);
     fx->proc = NULL;
@@ -472,9 +498,8 @@ static void passwords_in_connection_strings_are_never_printed(void **state)
     sp_test_sql(fx->conn, "CREATE TABLE chk_pw (id int PRIMARY KEY)");
 
     /* Trust auth ignores the password: the check passes and prints the connection. */
-    char *ci = sp_test_asprintf("host=127.0.0.1 port=%d user=postgres password=" SECRET
-                                " dbname=postgres",
-                                port);
+    char *ci = sp_test_asprintf(
+        "host=127.0.0.1 port=%d user=postgres password=" SECRET " dbname=postgres", port);
     write_config(fx, "chk_pw", ci, "public.chk_pw");
     free(ci);
     assert_exit(fx, run_siphon(fx, "check", NULL), 0);
@@ -534,23 +559,21 @@ static void passwords_in_connection_strings_are_never_printed(void **state)
 
     /* A streaming run with debug logging. */
     test_cleanup(state);
-    ci = sp_test_asprintf("host=127.0.0.1 port=%d user=postgres password=" SECRET
-                          " dbname=postgres",
-                          port);
+    ci = sp_test_asprintf(
+        "host=127.0.0.1 port=%d user=postgres password=" SECRET " dbname=postgres", port);
     write_config(fx, "chk_pwrun", ci, "public.chk_pw");
     free(ci);
-    const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, "--log-level", "debug",
-                          NULL};
+    const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, "--log-level", "debug", NULL};
     fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
     char *jsonl = sp_test_asprintf("%s/chk_pwrun.jsonl", fx->tmp);
     struct file_wait w = {.path = fx->err, .needle = "streaming from slot", .proc = fx->proc};
-    bool streaming = sp_test_wait_until(file_ready, &w, WAIT_EXIT_MS) &&
-                     sp_test_proc_alive(fx->proc);
+    bool streaming =
+        sp_test_wait_until(file_ready, &w, WAIT_EXIT_MS) && sp_test_proc_alive(fx->proc);
     if (streaming) {
         sp_test_sql(fx->conn, "INSERT INTO chk_pw VALUES (1)");
         struct file_wait ev = {.path = jsonl, .lines = 1, .proc = fx->proc};
-        streaming = sp_test_wait_until(file_ready, &ev, WAIT_EXIT_MS) &&
-                    sp_test_count_lines(jsonl) == 1;
+        streaming =
+            sp_test_wait_until(file_ready, &ev, WAIT_EXIT_MS) && sp_test_count_lines(jsonl) == 1;
     }
     free(jsonl);
     sp_test_proc_signal(fx->proc, SIGTERM);
@@ -613,10 +636,8 @@ int main(void)
         cmocka_unit_test_teardown(check_fails_on_a_publication_missing_a_table, test_cleanup),
         cmocka_unit_test_teardown(check_fails_on_a_slot_of_another_plugin, test_cleanup),
         cmocka_unit_test_teardown(check_exits_2_on_a_config_error, test_cleanup),
-        cmocka_unit_test_teardown(passwords_in_connection_strings_are_never_printed,
-                                  test_cleanup),
-        cmocka_unit_test_teardown(password_with_a_quote_is_masked_in_config_errors,
-                                  test_cleanup),
+        cmocka_unit_test_teardown(passwords_in_connection_strings_are_never_printed, test_cleanup),
+        cmocka_unit_test_teardown(password_with_a_quote_is_masked_in_config_errors, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("check", tests, group_setup, group_teardown);
 }

@@ -27,6 +27,13 @@
 
 #include "lib/harness.h"
 
+/* fail_msg jumps out of the test; abort(), never reached, tells analyzers it does not return. */
+#define FAIL_MSG(...)          \
+    do {                       \
+        fail_msg(__VA_ARGS__); \
+        abort();               \
+    } while (0)
+
 #define WAIT_EXIT_MS   60000
 #define WAIT_EVENTS_MS 60000
 /* The demo runs 8 s, plus initdb and the server's start and stop (slow under ASan). */
@@ -150,7 +157,7 @@ static void assert_exit(struct fixture *fx, int rc, int want)
 {
     if (rc != want) {
         print_output(fx);
-        fail_msg("siphon exited with %d, expected %d", rc, want);
+        FAIL_MSG("siphon exited with %d, expected %d", rc, want);
     }
 }
 
@@ -158,7 +165,7 @@ static void assert_has(struct fixture *fx, const char *text, const char *needle)
 {
     if (strstr(text, needle) == NULL) {
         print_output(fx);
-        fail_msg("siphon's output does not contain \"%s\"", needle);
+        FAIL_MSG("siphon's output does not contain \"%s\"", needle);
     }
 }
 
@@ -304,18 +311,18 @@ static void env_and_file_substitution_work_end_to_end(void **state)
     if (!sp_test_wait_until(file_ready, &w, WAIT_EVENTS_MS) || !sp_test_proc_alive(fx->proc)) {
         read_output(fx);
         print_output(fx);
-        fail_msg("siphon did not start streaming");
+        FAIL_MSG("siphon did not start streaming");
     }
     sp_test_sql(fx->conn, "INSERT INTO cli_env VALUES (1, 'from env')");
     struct file_wait ev = {.path = jsonl, .lines = 1, .proc = fx->proc};
-    bool got = sp_test_wait_until(file_ready, &ev, WAIT_EVENTS_MS) &&
-               sp_test_count_lines(jsonl) == 1;
+    bool got =
+        sp_test_wait_until(file_ready, &ev, WAIT_EVENTS_MS) && sp_test_count_lines(jsonl) == 1;
     sp_test_proc_signal(fx->proc, SIGTERM);
     int rc = sp_test_proc_wait(fx->proc, WAIT_EXIT_MS);
     read_output(fx);
     if (!got) {
         print_output(fx);
-        fail_msg("the insert was not streamed");
+        FAIL_MSG("the insert was not streamed");
     }
     assert_exit(fx, rc, 0);
     fx->lines = sp_test_read_lines(jsonl, NULL);
@@ -430,7 +437,22 @@ static bool demo_server_gone(void *ctx)
     return find_process_in(((struct pid_wait *)ctx)->dir, NULL) < 0;
 }
 
-/* Counts "header" lines of the pretty output that start with op then table, checking their events. */
+/* Best effort after a failure: stop the demo's server so that it does not outlive the test. */
+static void demo_stop_leftover(const char *dir)
+{
+    char *pidfile = sp_test_asprintf("%s/data/postmaster.pid", dir);
+    char *text = sp_test_read_file(pidfile, NULL);
+    long pid = text != NULL ? strtol(text, NULL, 10) : 0;
+    if (pid > 1) {
+        kill((pid_t)pid, SIGQUIT);
+        fprintf(stderr, "stopped the demo's leftover server %ld\n", pid);
+    }
+    free(text);
+    free(pidfile);
+}
+
+/* Counts the pretty output's header lines "<op_word> <table> ...", checking the event below each.
+ */
 static int count_pretty(struct fixture *fx, const char *op_word, const char *table, char op)
 {
     int count = 0;
@@ -451,7 +473,7 @@ static int count_pretty(struct fixture *fx, const char *op_word, const char *tab
         const char *ev = fx->lines[i + 1];
         if (ev == NULL || strncmp(ev, "  {", 3) != 0) {
             print_output(fx);
-            fail_msg("no event line after \"%s\"", l);
+            FAIL_MSG("no event line after \"%s\"", l);
         }
         char *got_op = sp_test_json_get(ev + 2, "op");
         char *got_table = sp_test_json_get(ev + 2, "source.table");
@@ -460,51 +482,116 @@ static int count_pretty(struct fixture *fx, const char *op_word, const char *tab
         free(got_op);
         free(got_table);
         if (!ok) {
-            fail_msg("event does not match its header \"%s\": %s", l, ev);
+            FAIL_MSG("event does not match its header \"%s\": %s", l, ev);
         }
         count++;
     }
     return count;
 }
 
-static void demo_streams_and_cleans_up_after_itself(void **state)
+/* Waits until the demo says where its cluster is and copies that directory to dir. */
+static void demo_wait_dir(struct fixture *fx, char *dir, size_t size)
 {
-    struct fixture *fx = *state;
-    fx->have_demo_before = glob("/tmp/siphon-demo-*", 0, NULL, &fx->demo_before) == 0;
-    fx->out = path_in(fx, "demo.stdout");
-    fx->err = path_in(fx, "demo.stderr");
-    const char *argv[] = {sp_test_siphon_bin(), "demo", "--duration", "8", "--rate", "20", NULL};
-    fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
-
-    struct file_wait w = {.path = fx->err, .needle = "cluster in /tmp/siphon-demo-",
-                          .proc = fx->proc};
+    struct file_wait w = {
+        .path = fx->err, .needle = "cluster in /tmp/siphon-demo-", .proc = fx->proc};
     bool announced = sp_test_wait_until(file_ready, &w, WAIT_EXIT_MS);
     read_output(fx);
     const char *at = strstr(fx->stderr_text, "cluster in /tmp/siphon-demo-");
     if (!announced || at == NULL) {
         print_output(fx);
-        fail_msg("the demo did not say where its cluster is");
+        FAIL_MSG("the demo did not say where its cluster is");
     }
     at += strlen("cluster in ");
-    char dir[64];
     size_t n = strcspn(at, " \n");
-    assert_true(n < sizeof(dir));
+    assert_true(n < size);
     memcpy(dir, at, n);
     dir[n] = '\0';
+}
+
+/* Whether a /tmp/siphon-demo-* exists that did not before the test; copies its name to out. */
+static bool demo_new_dir(const struct fixture *fx, char *out, size_t size)
+{
+    glob_t after;
+    bool found = false;
+    if (glob("/tmp/siphon-demo-*", 0, NULL, &after) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < after.gl_pathc && !found; i++) {
+        bool old = false;
+        for (size_t j = 0; fx->have_demo_before && j < fx->demo_before.gl_pathc; j++) {
+            old = old || strcmp(after.gl_pathv[i], fx->demo_before.gl_pathv[j]) == 0;
+        }
+        if (!old) {
+            snprintf(out, size, "%s", after.gl_pathv[i]);
+            found = true;
+        }
+    }
+    globfree(&after);
+    return found;
+}
+
+/* After the demo: no process of its server, no directory of its own under /tmp. */
+static void demo_assert_nothing_left(struct fixture *fx, const char *dir)
+{
+    /* Nothing left behind: the server stopped, its directory gone. */
+    struct pid_wait pw = {.dir = dir};
+    if (!sp_test_wait_until(demo_server_gone, &pw, 5000)) {
+        int pid = find_process_in(dir, NULL);
+        demo_stop_leftover(dir);
+        FAIL_MSG("process %d of the demo's server is still running", pid);
+    }
+    struct stat st;
+    assert_int_not_equal(stat(dir, &st), 0);
+    char left[PATH_MAX];
+    if (demo_new_dir(fx, left, sizeof(left))) {
+        FAIL_MSG("the demo left %s behind", left);
+    }
+}
+
+/*
+ * Runs `siphon demo` with args; with interrupt, sends SIGINT (Ctrl-C) once
+ * an order update is out. Then checks: exit code 0, the server ran as the
+ * postgres user when we are root, inserts and updates of both tables in
+ * the output, and nothing left behind.
+ */
+static void demo_run(struct fixture *fx, const char *name, const char *const *args, bool interrupt)
+{
+    fx->have_demo_before = glob("/tmp/siphon-demo-*", 0, NULL, &fx->demo_before) == 0;
+    fx->out = sp_test_asprintf("%s/%s.stdout", fx->tmp, name);
+    fx->err = sp_test_asprintf("%s/%s.stderr", fx->tmp, name);
+    const char *argv[16] = {sp_test_siphon_bin(), "demo"};
+    size_t na = 2;
+    for (size_t i = 0; args[i] != NULL && na + 1 < sizeof(argv) / sizeof(argv[0]); i++) {
+        argv[na++] = args[i];
+    }
+    argv[na] = NULL;
+    fx->proc = sp_test_proc_start(argv, fx->out, fx->err);
+
+    char dir[64];
+    demo_wait_dir(fx, dir, sizeof(dir));
 
     /* While it runs, its server is found by the same scan that later must find nothing. */
     struct demo_wait dw = {.dir = dir, .pid = -1, .proc = fx->proc};
     bool seen = sp_test_wait_until(demo_server_seen, &dw, WAIT_EXIT_MS) && dw.pid > 0;
 
+    if (interrupt) {
+        struct file_wait upd = {
+            .path = fx->out, .needle = "\nupdate   public.orders ", .proc = fx->proc};
+        sp_test_wait_until(file_ready, &upd, WAIT_EVENTS_MS);
+        sp_test_proc_signal(fx->proc, SIGINT);
+    }
     int rc = sp_test_proc_wait(fx->proc, WAIT_DEMO_MS);
     read_output(fx);
     if (rc != 0) {
+        sp_test_proc_free(fx->proc);
+        fx->proc = NULL;
+        demo_stop_leftover(dir);
         print_output(fx);
-        fail_msg("siphon demo exited with %d, expected 0", rc);
+        FAIL_MSG("siphon demo exited with %d, expected 0", rc);
     }
     if (!seen) {
         print_output(fx);
-        fail_msg("no process of the demo's server was ever found under %s", dir);
+        FAIL_MSG("no process of the demo's server was ever found under %s", dir);
     }
     if (geteuid() == 0) {
         struct passwd *pw = getpwnam("postgres");
@@ -519,38 +606,24 @@ static void demo_streams_and_cleans_up_after_itself(void **state)
     int upd = count_pretty(fx, "update", "public.orders", 'u');
     if (cust < 1 || ord < 1 || upd < 1) {
         print_output(fx);
-        fail_msg("demo output: %d customer inserts, %d order inserts, %d order updates", cust, ord,
+        FAIL_MSG("demo output: %d customer inserts, %d order inserts, %d order updates", cust, ord,
                  upd);
     }
 
-    /* Nothing left behind: the server stopped, its directory gone. */
-    struct pid_wait pw = {.dir = dir};
-    if (!sp_test_wait_until(demo_server_gone, &pw, 5000)) {
-        int pid = find_process_in(dir, NULL);
-        if (pid > 0) {
-            kill(pid, SIGQUIT); /* do not leave it running after the test either */
-        }
-        fail_msg("process %d of the demo's server is still running", pid);
-    }
-    struct stat st;
-    assert_int_not_equal(stat(dir, &st), 0);
-    glob_t after;
-    if (glob("/tmp/siphon-demo-*", 0, NULL, &after) == 0) {
-        for (size_t i = 0; i < after.gl_pathc; i++) {
-            bool old = false;
-            for (size_t j = 0; fx->have_demo_before && j < fx->demo_before.gl_pathc; j++) {
-                old = old || strcmp(after.gl_pathv[i], fx->demo_before.gl_pathv[j]) == 0;
-            }
-            if (!old) {
-                char left[PATH_MAX];
-                snprintf(left, sizeof(left), "%s", after.gl_pathv[i]);
-                globfree(&after);
-                fail_msg("the demo left %s behind", left);
-            }
-        }
-        globfree(&after);
-    }
+    demo_assert_nothing_left(fx, dir);
     assert_has(fx, fx->stderr_text, "removed the private cluster");
+}
+
+static void demo_streams_and_cleans_up_after_itself(void **state)
+{
+    const char *args[] = {"--duration", "8", "--rate", "20", NULL};
+    demo_run(*state, "demo", args, false);
+}
+
+static void demo_interrupted_cleans_up_too(void **state)
+{
+    const char *args[] = {"--rate", "20", NULL};
+    demo_run(*state, "demo_int", args, true);
 }
 
 int main(void)
@@ -562,6 +635,7 @@ int main(void)
                                   test_cleanup),
         cmocka_unit_test_teardown(env_and_file_substitution_work_end_to_end, test_cleanup),
         cmocka_unit_test_teardown(demo_streams_and_cleans_up_after_itself, test_cleanup),
+        cmocka_unit_test_teardown(demo_interrupted_cleans_up_too, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("cli", tests, group_setup, group_teardown);
 }

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,10 +27,17 @@
 
 #include "lib/harness.h"
 
+/* fail_msg jumps out of the test; abort(), never reached, tells analyzers it does not return. */
+#define FAIL_MSG(...)          \
+    do {                       \
+        fail_msg(__VA_ARGS__); \
+        abort();               \
+    } while (0)
+
 /* Bounds for waits that only run out when something is wrong (ASan builds are slow). */
-#define WAIT_START_MS 60000
+#define WAIT_START_MS  60000
 #define WAIT_EVENTS_MS 60000
-#define WAIT_EXIT_MS 60000
+#define WAIT_EXIT_MS   60000
 
 /* 3200 md5 hex digests: 102400 bytes that pglz cannot shrink below the TOAST threshold. */
 #define BIG_VALUE_SQL "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 3200) i)"
@@ -121,7 +129,7 @@ static void siphon_fail(struct fixture *fx, const char *msg)
     free(err);
     free(out);
     sp_test_mark_failed();
-    fail_msg("%s", msg);
+    FAIL_MSG("%s", msg);
 }
 
 struct file_wait {
@@ -194,8 +202,7 @@ static void siphon_start(struct fixture *fx, const char *name, const char *table
 static void siphon_wait_events(struct fixture *fx, size_t n)
 {
     struct file_wait w = {.path = fx->out, .lines = n, .proc = fx->proc};
-    if (!sp_test_wait_until(file_ready, &w, WAIT_EVENTS_MS) ||
-        sp_test_count_lines(fx->out) < n) {
+    if (!sp_test_wait_until(file_ready, &w, WAIT_EVENTS_MS) || sp_test_count_lines(fx->out) < n) {
         char msg[128];
         snprintf(msg, sizeof(msg), "expected %zu events, got %zu", n, sp_test_count_lines(fx->out));
         siphon_fail(fx, msg);
@@ -227,18 +234,19 @@ static void assert_ev(const char *line, const char *path, const char *expected)
 {
     char *got = NULL;
     enum sp_test_json kind = sp_test_json_lookup(line, path, &got);
-    bool ok = kind > SP_TEST_JSON_MISSING &&
-              (expected == NULL ? kind == SP_TEST_JSON_NULL
-                                : got != NULL && strcmp(got, expected) == 0);
+    bool ok =
+        kind > SP_TEST_JSON_MISSING &&
+        (expected == NULL ? kind == SP_TEST_JSON_NULL : got != NULL && strcmp(got, expected) == 0);
+    char msg[3000] = "";
     if (!ok) {
-        char msg[3000];
         snprintf(msg, sizeof(msg), "at \"%s\": got %s (kind %d), expected %s in event %.1500s",
                  path, got != NULL ? got : "null/missing", (int)kind,
                  expected != NULL ? expected : "null", line);
-        free(got);
-        fail_msg("%s", msg);
     }
     free(got);
+    if (!ok) {
+        FAIL_MSG("%s", msg);
+    }
 }
 
 /* The unescaped string or number at path as a malloc'd text; fails when missing or null. */
@@ -246,7 +254,7 @@ static char *ev_text(const char *line, const char *path)
 {
     char *v = sp_test_json_get(line, path);
     if (v == NULL) {
-        fail_msg("at \"%s\": null in event %.1500s", path, line);
+        FAIL_MSG("at \"%s\": null in event %.1500s", path, line);
     }
     return v;
 }
@@ -259,7 +267,7 @@ static uint64_t ev_u64(const char *line, const char *path)
     bool ok = end != v && *end == '\0';
     free(v);
     if (!ok) {
-        fail_msg("at \"%s\": not an unsigned integer in event %.1500s", path, line);
+        FAIL_MSG("at \"%s\": not an unsigned integer in event %.1500s", path, line);
     }
     return n;
 }
@@ -273,25 +281,55 @@ struct ev_meta {
     unsigned seq;    /* the sequence part of id */
 };
 
+/*
+ * Parses "X/Y" (PostgreSQL's LSN text) at s; returns the position after it,
+ * or NULL when s does not start with one.
+ */
+static const char *parse_lsn(const char *s, uint64_t *lsn)
+{
+    char *end = NULL;
+    if (!isxdigit((unsigned char)s[0])) {
+        return NULL;
+    }
+    unsigned long long hi = strtoull(s, &end, 16);
+    if (*end != '/' || !isxdigit((unsigned char)end[1]) || hi > UINT32_MAX) {
+        return NULL;
+    }
+    const char *lo_text = end + 1;
+    unsigned long long lo = strtoull(lo_text, &end, 16);
+    if (lo > UINT32_MAX) {
+        return NULL;
+    }
+    *lsn = ((uint64_t)hi << 32) | (uint64_t)lo;
+    return end;
+}
+
 static struct ev_meta ev_meta(const char *line)
 {
     struct ev_meta m;
     char *op = ev_text(line, "op");
-    m.op = strlen(op) == 1 ? op[0] : '?';
+    m.op = '?';
+    if (strlen(op) == 1) {
+        m.op = op[0];
+    }
     free(op);
     m.lsn = ev_u64(line, "source.lsn");
     m.commit_lsn = ev_u64(line, "source.commit_lsn");
     m.xid = ev_u64(line, "source.txId");
     char *id = ev_text(line, "id");
-    unsigned hi = 0;
-    unsigned lo = 0;
-    int used = 0;
-    if (sscanf(id, "%X/%X:%u%n", &hi, &lo, &m.seq, &used) != 3 || id[used] != '\0') {
-        free(id);
-        fail_msg("id is not \"<lsn>:<seq>\" in event %.1500s", line);
+    const char *p = parse_lsn(id, &m.id_lsn);
+    char *end = NULL;
+    unsigned long long seq = 0;
+    bool ok = p != NULL && p[0] == ':' && isdigit((unsigned char)p[1]);
+    if (ok) {
+        seq = strtoull(p + 1, &end, 10);
+        ok = *end == '\0' && seq <= UINT32_MAX;
     }
     free(id);
-    m.id_lsn = ((uint64_t)hi << 32) | lo;
+    if (!ok) {
+        FAIL_MSG("id is not \"<lsn>:<seq>\" in event %.1500s", line);
+    }
+    m.seq = (unsigned)seq;
     return m;
 }
 
@@ -304,7 +342,10 @@ static struct ev_meta ev_meta(const char *line)
 static uint64_t assert_txn(char **lines, size_t from, size_t n, bool consecutive)
 {
     struct ev_meta first = ev_meta(lines[from]);
-    char *ts = ev_text(lines[from], "source.ts_ms");
+    char ts[32];
+    char *ts_text = ev_text(lines[from], "source.ts_ms");
+    snprintf(ts, sizeof(ts), "%s", ts_text);
+    free(ts_text);
     assert_true(first.xid > 0);
     struct ev_meta prev = first;
     for (size_t i = from; i < from + n; i++) {
@@ -312,14 +353,12 @@ static uint64_t assert_txn(char **lines, size_t from, size_t n, bool consecutive
         if (m.commit_lsn != first.commit_lsn || m.xid != first.xid || m.id_lsn != m.commit_lsn ||
             m.lsn > m.commit_lsn || (i > from && (m.seq <= prev.seq || m.lsn < prev.lsn)) ||
             (consecutive && m.seq != i - from + 1)) {
-            free(ts);
-            fail_msg("event %zu does not continue the transaction of event %zu: %.1500s", i, from,
+            FAIL_MSG("event %zu does not continue the transaction of event %zu: %.1500s", i, from,
                      lines[i]);
         }
         assert_ev(lines[i], "source.ts_ms", ts);
         prev = m;
     }
-    free(ts);
     return first.commit_lsn;
 }
 
@@ -365,24 +404,16 @@ static char *sql_error(PGconn *c, const char *sql)
     PQclear(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         free(copy);
-        fail_msg("expected an error from: %s", sql);
+        FAIL_MSG("expected an error from: %s", sql);
     }
     return copy;
 }
 
 /* ---- every op type --------------------------------------------------------- */
 
-static void every_op_type_streams_with_ids_and_transaction_metadata(void **state)
+/* The changes of every_op_type...; returns the LSN pg_logical_emit_message gave (malloc'd). */
+static char *ops_write(PGconn *c)
 {
-    struct fixture *fx = *state;
-    PGconn *c = fx->conn;
-    sp_test_sql(c, "CREATE TABLE ops_t (id int PRIMARY KEY, name text);"
-                   "CREATE TABLE ops_u (id int PRIMARY KEY, v int);"
-                   "CREATE TABLE ops_other (id int PRIMARY KEY);"
-                   /* ops_other is published but in no stream: siphon must drop its changes. */
-                   "CREATE PUBLICATION p_ops FOR TABLE ops_t, ops_u, ops_other");
-    siphon_start(fx, "ops", "public.ops_t, public.ops_u", NULL);
-
     sp_test_sql(c, "BEGIN;"
                    "INSERT INTO ops_t VALUES (1, 'a');"
                    "INSERT INTO ops_t VALUES (2, 'b');"
@@ -394,7 +425,7 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
     sp_test_sql(c, "DELETE FROM ops_t WHERE id = 1");
     sp_test_sql(c, "BEGIN; INSERT INTO ops_t VALUES (3, 'rolled back'); ROLLBACK");
     sp_test_sql(c, "INSERT INTO ops_other VALUES (2)");
-    sp_test_sql(c, "TRUNCATE ops_t, ops_u");
+    sp_test_sql(c, "TRUNCATE ops_t, ops_other, ops_u");
     sp_test_sql(c, "BEGIN;"
                    "INSERT INTO ops_t VALUES (4, 'with message');"
                    "SELECT pg_logical_emit_message(true, 'ops-tx', 'in the transaction');"
@@ -405,12 +436,14 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
     sp_test_sql(c, "SELECT pg_logical_emit_message(false, 'ops-bin', '\\xff00fe'::bytea)");
     /* Commit order is output order: once this is out, everything before it is too. */
     sp_test_sql(c, "INSERT INTO ops_t VALUES (5, 'last')");
-    siphon_wait_events(fx, 13);
-    siphon_stop(fx, 13);
-    char **l = fx->lines;
+    return nt_lsn;
+}
 
+/* Lines 0-5: inserts and an update in one transaction, a key update, a delete. */
+static void ops_check_rows(char **l, uint64_t *commit)
+{
     /* One transaction: 3 inserts and an update; ops_other's insert left out. */
-    uint64_t t1 = assert_txn(l, 0, 4, false);
+    commit[0] = assert_txn(l, 0, 4, false);
     assert_ev(l[0], "op", "c");
     assert_ev(l[0], "key", "{\"id\":1}");
     assert_ev(l[0], "before", NULL);
@@ -418,6 +451,7 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
     assert_source(l[0], "ops_t");
     assert_ev(l[1], "op", "c");
     assert_ev(l[1], "after", "{\"id\":2,\"name\":\"b\"}");
+    assert_source(l[1], "ops_t");
     assert_ev(l[2], "op", "c");
     assert_ev(l[2], "key", "{\"id\":1}");
     assert_ev(l[2], "after", "{\"id\":1,\"v\":10}");
@@ -427,33 +461,34 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
     assert_ev(l[3], "before", NULL);
     assert_ev(l[3], "after", "{\"id\":1,\"name\":\"a2\"}");
     assert_source(l[3], "ops_t");
-    for (size_t i = 0; i < 4; i++) {
-        assert_ev(l[i], "source.table", i == 2 ? "ops_u" : "ops_t");
-    }
 
     /* Update of the primary key: before is the old key, the key is the new one. */
-    uint64_t t2 = assert_txn(l, 4, 1, true);
+    commit[1] = assert_txn(l, 4, 1, true);
     assert_ev(l[4], "op", "u");
     assert_ev(l[4], "key", "{\"id\":10}");
     assert_ev(l[4], "before", "{\"id\":2}");
     assert_ev(l[4], "after", "{\"id\":10,\"name\":\"b\"}");
 
     /* Delete under REPLICA IDENTITY DEFAULT: before is the key. */
-    uint64_t t3 = assert_txn(l, 5, 1, true);
+    commit[2] = assert_txn(l, 5, 1, true);
     assert_ev(l[5], "op", "d");
     assert_ev(l[5], "key", "{\"id\":1}");
     assert_ev(l[5], "before", "{\"id\":1}");
     assert_ev(l[5], "after", NULL);
+}
 
-    /* TRUNCATE of two tables in one statement: one event per table, one transaction. */
-    uint64_t t4 = assert_txn(l, 6, 2, true);
-    char *tr0 = ev_text(l[6], "source.table");
-    char *tr1 = ev_text(l[7], "source.table");
-    bool both = (strcmp(tr0, "ops_t") == 0 && strcmp(tr1, "ops_u") == 0) ||
-                (strcmp(tr0, "ops_u") == 0 && strcmp(tr1, "ops_t") == 0);
-    free(tr0);
-    free(tr1);
-    assert_true(both);
+/* Lines 6-11: the truncate, the transactional and non-transactional messages. */
+static void ops_check_truncate_and_messages(char **l, const char *nt_lsn, uint64_t *commit)
+{
+    /* TRUNCATE of three tables, two in the stream: one event per streamed table. */
+    commit[3] = assert_txn(l, 6, 2, false);
+    char tables[64];
+    char *t0 = ev_text(l[6], "source.table");
+    char *t1 = ev_text(l[7], "source.table");
+    snprintf(tables, sizeof(tables), "%s %s", t0, t1);
+    free(t0);
+    free(t1);
+    assert_true(strcmp(tables, "ops_t ops_u") == 0 || strcmp(tables, "ops_u ops_t") == 0);
     for (size_t i = 6; i < 8; i++) {
         assert_ev(l[i], "op", "t");
         assert_ev(l[i], "key", NULL);
@@ -463,25 +498,20 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
     }
 
     /* A transactional message is an event of its transaction, after the insert. */
-    uint64_t t5 = assert_txn(l, 8, 2, true);
+    commit[4] = assert_txn(l, 8, 2, true);
     assert_ev(l[8], "op", "c");
     assert_ev(l[8], "after", "{\"id\":4,\"name\":\"with message\"}");
     assert_message(l[9], "ops-tx", "in the transaction", true);
 
-    /* A non-transactional message: its own LSN, sequence 0. */
+    /* A non-transactional message: no transaction, its own LSN, sequence 0. */
     assert_message(l[10], "ops-nt", "outside \"any\" transaction", false);
     struct ev_meta nt = ev_meta(l[10]);
-    assert_int_equal(nt.seq, 0);
-    assert_true(nt.lsn == nt.commit_lsn && nt.id_lsn == nt.lsn);
-    unsigned hi = 0;
-    unsigned lo = 0;
-    assert_int_equal(sscanf(nt_lsn, "%X/%X", &hi, &lo), 2);
-    assert_true(nt.lsn == (((uint64_t)hi << 32) | lo));
-    free(nt_lsn);
-    char *nt_id = ev_text(l[10], "id");
-    char *want_id = sp_test_asprintf("%X/%X:0", hi, lo);
-    assert_string_equal(nt_id, want_id);
-    free(nt_id);
+    uint64_t want = 0;
+    assert_non_null(parse_lsn(nt_lsn, &want));
+    assert_true(nt.seq == 0 && nt.lsn == want && nt.commit_lsn == want && nt.id_lsn == want);
+    assert_int_equal(nt.xid, 0);
+    char *want_id = sp_test_asprintf("%s:0", nt_lsn);
+    assert_ev(l[10], "id", want_id);
     free(want_id);
 
     assert_ev(l[11], "op", "m");
@@ -489,29 +519,83 @@ static void every_op_type_streams_with_ids_and_transaction_metadata(void **state
     assert_ev(l[11], "message.content", "/wD+");
     assert_ev(l[11], "message.encoding", "base64");
     assert_ev(l[11], "message.transactional", "false");
-    assert_int_equal(ev_meta(l[11]).seq, 0);
+    struct ev_meta bin = ev_meta(l[11]);
+    assert_true(bin.seq == 0 && bin.lsn == bin.commit_lsn && bin.lsn > nt.lsn);
+    commit[5] = nt.lsn;
+    commit[6] = bin.lsn;
+}
 
-    uint64_t t6 = assert_txn(l, 12, 1, true);
+static void every_op_type_streams_with_ids_and_transaction_metadata(void **state)
+{
+    struct fixture *fx = *state;
+    PGconn *c = fx->conn;
+    sp_test_sql(c, "CREATE TABLE ops_t (id int PRIMARY KEY, name text);"
+                   "CREATE TABLE ops_u (id int PRIMARY KEY, v int);"
+                   "CREATE TABLE ops_other (id int PRIMARY KEY);"
+                   /* ops_other is published but in no stream: siphon must drop its changes. */
+                   "CREATE PUBLICATION p_ops FOR TABLE ops_t, ops_u, ops_other");
+    siphon_start(fx, "ops", "public.ops_t, public.ops_u", NULL);
+    fx->text = ops_write(c);
+    siphon_wait_events(fx, 13);
+    siphon_stop(fx, 13);
+    char **l = fx->lines;
+
+    uint64_t commit[8];
+    ops_check_rows(l, commit);
+    ops_check_truncate_and_messages(l, fx->text, commit);
+    commit[7] = assert_txn(l, 12, 1, true);
     assert_ev(l[12], "after", "{\"id\":5,\"name\":\"last\"}");
 
-    /* Transactions in commit order, with distinct ids. */
-    assert_true(t1 < t2 && t2 < t3 && t3 < t4 && t4 < t5 && t5 < nt.lsn && nt.lsn < ev_meta(l[11]).lsn &&
-                ev_meta(l[11]).lsn < t6);
+    /* Output in commit (WAL) order; each transaction its own txId; ids unique. */
+    for (size_t i = 1; i < 8; i++) {
+        assert_true(commit[i - 1] < commit[i]);
+    }
     assert_true(ev_meta(l[0]).xid != ev_meta(l[4]).xid);
     for (size_t i = 0; i < fx->nlines; i++) {
+        /* The first member of every line is the key. */
+        assert_int_equal(strncmp(l[i], "{\"key\":", 7), 0);
         for (size_t j = i + 1; j < fx->nlines; j++) {
-            char *a = ev_text(l[i], "id");
-            char *b = ev_text(l[j], "id");
-            bool same = strcmp(a, b) == 0;
-            free(a);
-            free(b);
-            assert_false(same);
+            struct ev_meta a = ev_meta(l[i]);
+            struct ev_meta b = ev_meta(l[j]);
+            assert_false(a.id_lsn == b.id_lsn && a.seq == b.seq);
         }
     }
-    /* The first member of every line is the key. */
-    for (size_t i = 0; i < fx->nlines; i++) {
-        assert_int_equal(strncmp(l[i], "{\"key\":", 7), 0);
-    }
+}
+
+/*
+ * Aborted work never streams: a rolled-back transaction (with a
+ * transactional message), a subtransaction rolled back to its savepoint.
+ * A non-transactional message is out as soon as it is written, whatever
+ * its transaction does later.
+ */
+static void rolled_back_work_produces_nothing(void **state)
+{
+    struct fixture *fx = *state;
+    PGconn *c = fx->conn;
+    sp_test_sql(c, "CREATE TABLE rb_t (id int PRIMARY KEY, v text)");
+    siphon_start(fx, "rb", "public.rb_t", NULL);
+
+    sp_test_sql(c, "BEGIN; INSERT INTO rb_t VALUES (1, 'no'); ROLLBACK");
+    sp_test_sql(c, "BEGIN; INSERT INTO rb_t VALUES (2, 'no');"
+                   "SELECT pg_logical_emit_message(true, 'rb', 'rolled back'); ROLLBACK");
+    sp_test_sql(c, "BEGIN; INSERT INTO rb_t VALUES (3, 'yes');"
+                   "SAVEPOINT a;"
+                   "INSERT INTO rb_t VALUES (4, 'no');"
+                   "UPDATE rb_t SET v = 'no' WHERE id = 3;"
+                   "ROLLBACK TO SAVEPOINT a;"
+                   "INSERT INTO rb_t VALUES (5, 'yes');"
+                   "COMMIT");
+    sp_test_sql(c, "BEGIN; INSERT INTO rb_t VALUES (6, 'no');"
+                   "SELECT pg_logical_emit_message(false, 'rb-nt', 'kept'); ROLLBACK");
+    sp_test_sql(c, "INSERT INTO rb_t VALUES (7, 'yes')");
+    siphon_wait_events(fx, 4);
+    siphon_stop(fx, 4);
+    char **l = fx->lines;
+    assert_txn(l, 0, 2, true);
+    assert_ev(l[0], "after", "{\"id\":3,\"v\":\"yes\"}");
+    assert_ev(l[1], "after", "{\"id\":5,\"v\":\"yes\"}");
+    assert_message(l[2], "rb-nt", "kept", false);
+    assert_ev(l[3], "after", "{\"id\":7,\"v\":\"yes\"}");
 }
 
 /* ---- schema changes ---------------------------------------------------------- */
@@ -592,12 +676,12 @@ static void table_without_primary_key_streams_inserts_and_needs_full_identity(vo
     /* Published with REPLICA IDENTITY DEFAULT and no key: the server refuses these. */
     char *e = sql_error(c, "UPDATE nk_t SET b = 'y' WHERE a = 1");
     if (strstr(e, "replica identity") == NULL) {
-        fail_msg("UPDATE error does not mention the replica identity: %s", e);
+        FAIL_MSG("UPDATE error does not mention the replica identity: %s", e);
     }
     free(e);
     e = sql_error(c, "DELETE FROM nk_t WHERE a = 1");
     if (strstr(e, "replica identity") == NULL) {
-        fail_msg("DELETE error does not mention the replica identity: %s", e);
+        FAIL_MSG("DELETE error does not mention the replica identity: %s", e);
     }
     free(e);
 
@@ -642,8 +726,7 @@ static void create_toast_table(PGconn *c, const char *table, bool full)
 static void insert_toasted_row(PGconn *c, const char *table)
 {
     sp_test_sql(c, "INSERT INTO %s VALUES (1, 0, " BIG_VALUE_SQL ")", table);
-    assert_int_equal(sp_test_sql_long(c, "SELECT octet_length(big) FROM %s", table),
-                     BIG_VALUE_LEN);
+    assert_int_equal(sp_test_sql_long(c, "SELECT octet_length(big) FROM %s", table), BIG_VALUE_LEN);
     assert_int_equal(sp_test_sql_long(c,
                                       "SELECT (pg_relation_size(reltoastrelid) > 0)::int "
                                       "FROM pg_class WHERE relname = '%s'",
@@ -658,7 +741,7 @@ static void assert_big(const char *line, const char *path, const char *want)
     size_t len = strlen(got);
     free(got);
     if (!same) {
-        fail_msg("at \"%s\": a %zu-byte value, not the %zu-byte value in the table", path, len,
+        FAIL_MSG("at \"%s\": a %zu-byte value, not the %zu-byte value in the table", path, len,
                  strlen(want));
     }
 }
@@ -730,18 +813,69 @@ static void custom_toast_placeholder_is_used(void **state)
     assert_null(strstr(fx->lines[1], "__siphon_unavailable"));
 }
 
+/* ---- identifiers and replica identity USING INDEX ------------------------------ */
+
+/*
+ * Quoted schema, table and column names keep their case and spaces end to
+ * end, and a table that differs only in case is not routed to the stream;
+ * under REPLICA IDENTITY USING INDEX the key is the index's columns.
+ */
+static void quoted_names_and_index_identity_stream(void **state)
+{
+    struct fixture *fx = *state;
+    PGconn *c = fx->conn;
+    sp_test_sql(c,
+                "CREATE SCHEMA \"Sch One\";"
+                "CREATE TABLE \"Sch One\".\"Mixed Tab\" (\"Id\" int PRIMARY KEY, \"Väl ue\" text);"
+                "CREATE TABLE idx_t (id int NOT NULL, code text NOT NULL, v text);"
+                "CREATE UNIQUE INDEX idx_t_code ON idx_t (code);"
+                "ALTER TABLE idx_t REPLICA IDENTITY USING INDEX idx_t_code;"
+                /* Differs only in case: published, but in no stream. */
+                "CREATE TABLE \"Sch One\".\"mixed tab\" (id int PRIMARY KEY);"
+                "CREATE PUBLICATION p_quoted FOR TABLE \"Sch One\".\"Mixed Tab\", "
+                "\"Sch One\".\"mixed tab\", idx_t");
+    siphon_start(fx, "quoted", "'\"Sch One\".\"Mixed Tab\"', public.idx_t", NULL);
+    sp_test_sql(c, "INSERT INTO \"Sch One\".\"Mixed Tab\" VALUES (1, 'x')");
+    sp_test_sql(c, "INSERT INTO \"Sch One\".\"mixed tab\" VALUES (1)");
+    sp_test_sql(c, "INSERT INTO idx_t VALUES (1, 'a', 'v1')");
+    sp_test_sql(c, "UPDATE idx_t SET v = 'v2' WHERE code = 'a'");
+    sp_test_sql(c, "UPDATE idx_t SET code = 'b' WHERE code = 'a'");
+    sp_test_sql(c, "DELETE FROM idx_t WHERE code = 'b'");
+    siphon_wait_events(fx, 5);
+    siphon_stop(fx, 5);
+    char **l = fx->lines;
+    assert_ev(l[0], "key", "{\"Id\":1}");
+    assert_ev(l[0], "after", "{\"Id\":1,\"Väl ue\":\"x\"}");
+    assert_ev(l[0], "source.schema", "Sch One");
+    assert_ev(l[0], "source.table", "Mixed Tab");
+    assert_ev(l[1], "op", "c");
+    assert_ev(l[1], "key", "{\"code\":\"a\"}");
+    assert_ev(l[2], "op", "u");
+    assert_ev(l[2], "key", "{\"code\":\"a\"}");
+    assert_ev(l[2], "before", NULL);
+    assert_ev(l[3], "op", "u");
+    assert_ev(l[3], "key", "{\"code\":\"b\"}");
+    assert_ev(l[3], "before", "{\"code\":\"a\"}");
+    assert_ev(l[3], "after", "{\"id\":1,\"code\":\"b\",\"v\":\"v2\"}");
+    assert_ev(l[4], "op", "d");
+    assert_ev(l[4], "key", "{\"code\":\"b\"}");
+    assert_ev(l[4], "before", "{\"code\":\"b\"}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(every_op_type_streams_with_ids_and_transaction_metadata,
                                   test_cleanup),
+        cmocka_unit_test_teardown(rolled_back_work_produces_nothing, test_cleanup),
         cmocka_unit_test_teardown(alter_table_mid_stream_changes_the_columns_of_later_events,
                                   test_cleanup),
-        cmocka_unit_test_teardown(
-            table_without_primary_key_streams_inserts_and_needs_full_identity, test_cleanup),
-        cmocka_unit_test_teardown(
-            unchanged_toast_is_placeholder_under_default_and_value_under_full, test_cleanup),
+        cmocka_unit_test_teardown(table_without_primary_key_streams_inserts_and_needs_full_identity,
+                                  test_cleanup),
+        cmocka_unit_test_teardown(unchanged_toast_is_placeholder_under_default_and_value_under_full,
+                                  test_cleanup),
         cmocka_unit_test_teardown(custom_toast_placeholder_is_used, test_cleanup),
+        cmocka_unit_test_teardown(quoted_names_and_index_identity_stream, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("stream", tests, group_setup, group_teardown);
 }

@@ -559,6 +559,8 @@ static int pg_on_relation(void *ctx, struct sp_relation *rel, struct sp_err *err
 
 /* ---- lifecycle ---- */
 
+static void pg_close(struct sp_source *src);
+
 static int pg_open(struct sp_source *src, struct sp_err *err)
 {
     struct pg_conf *conf = src->conf;
@@ -582,13 +584,13 @@ static int pg_open(struct sp_source *src, struct sp_err *err)
 
     int rc = pg_connect_and_start(st, err);
     if (rc != 0) {
-        if (err->retriable || err->code == SP_ECONN) {
+        if (err->retriable) {
             /* The server may just be down: keep trying in the background. */
             sp_log_emit_hint(&src->log, SP_LOG_WARN, err->hint, "%s", err->msg);
             pg_lost(st, "could not start streaming");
             return 0;
         }
-        pg_disconnect(st);
+        pg_close(src); /* frees st: the pipeline closes only sources that opened */
         return rc;
     }
     return 0;
