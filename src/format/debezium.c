@@ -133,44 +133,6 @@ void sp_format_debezium_set_clock(int64_t (*now_us)(void))
 /* JSON output as Jackson writes it                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t dbz_utf8_len(const unsigned char *s, size_t n, uint32_t *cp_out)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-        *cp_out = c;
-        return 1;
-    } else if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-        return 0;
-    }
-    *cp_out = cp;
-    return len;
-}
-
 /*
  * A JSON string literal as Jackson escapes it: '"' and '\\' with a backslash,
  * \b \t \n \f \r by letter, other control characters as \u00XX with upper-case
@@ -197,7 +159,7 @@ static void dbz_put_str(struct sp_buf *out, const char *s, size_t n)
         unsigned char c = p[i];
         if (c >= 0x80) {
             uint32_t cp;
-            size_t ul = dbz_utf8_len(p + i, n - i, &cp);
+            size_t ul = sp_utf8_decode(p + i, n - i, &cp);
             if (ul == 0) {
                 sp_buf_append(out, "\xEF\xBF\xBD", 3);
                 i++;
@@ -1500,7 +1462,7 @@ static uint32_t dbz_java_hash(const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
-        size_t ul = dbz_utf8_len(p + i, n - i, &cp);
+        size_t ul = sp_utf8_decode(p + i, n - i, &cp);
         if (ul == 0) {
             cp = 0xFFFD;
             ul = 1;

@@ -108,14 +108,14 @@ void sp_buf_put_i64(struct sp_buf *b, int64_t v)
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t buf_utf8_len(const unsigned char *s, size_t n)
+size_t sp_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp_out)
 {
     unsigned char c = s[0];
     size_t len;
     uint32_t cp;
     if (c < 0x80) {
-        return 1;
+        len = 1;
+        cp = c;
     } else if ((c & 0xE0) == 0xC0) {
         len = 2;
         cp = c & 0x1F;
@@ -137,9 +137,13 @@ static size_t buf_utf8_len(const unsigned char *s, size_t n)
         }
         cp = (cp << 6) | (s[i] & 0x3F);
     }
+    /* Overlong forms, surrogates and code points past U+10FFFF are invalid. */
     if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
         cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
         return 0;
+    }
+    if (cp_out != NULL) {
+        *cp_out = cp;
     }
     return len;
 }
@@ -164,7 +168,7 @@ void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n)
         }
         unsigned char c = p[i];
         if (c >= 0x80) {
-            size_t ul = buf_utf8_len(p + i, n - i);
+            size_t ul = sp_utf8_decode(p + i, n - i, NULL);
             if (ul == 0) {
                 sp_buf_append(b, "\xEF\xBF\xBD", 3);
                 i++;
@@ -212,7 +216,7 @@ bool sp_utf8_valid(const char *s, size_t n)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        size_t ul = buf_utf8_len(p + i, n - i);
+        size_t ul = sp_utf8_decode(p + i, n - i, NULL);
         if (ul == 0) {
             return false;
         }

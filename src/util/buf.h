@@ -32,6 +32,12 @@ void sp_buf_put_u64(struct sp_buf *b, uint64_t v);
 void sp_buf_put_i64(struct sp_buf *b, int64_t v);
 /* Append s as a JSON string literal, quotes included; invalid UTF-8 bytes become U+FFFD. */
 void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n);
+/*
+ * Length (1..4) of the valid UTF-8 sequence at s (n > 0 bytes available), or 0
+ * when it is invalid (overlong, surrogate, past U+10FFFF, truncated). Stores the
+ * code point in *cp when cp is not NULL.
+ */
+size_t sp_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 /* True when the n bytes at s are valid UTF-8. */
 bool sp_utf8_valid(const char *s, size_t n);
 /* Detach the data: the caller frees it; b is left empty. */

@@ -268,42 +268,6 @@ static bool tc_isdigit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t tc_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-        return 1;
-    } else if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-        return 0;
-    }
-    return len;
-}
-
 static const char *tc_type_name(const struct sp_type *t)
 {
     if (t == NULL || t->name == NULL) {
@@ -318,7 +282,7 @@ static int tc_bad(struct sp_err *err, const struct sp_type *t, const char *text,
     char shown[TC_ERR_VALUE_MAX + 1];
     size_t n = 0;
     while (n < len) {
-        size_t ul = tc_utf8_len((const unsigned char *)text + n, len - n);
+        size_t ul = sp_utf8_decode((const unsigned char *)text + n, len - n, NULL);
         if (ul == 0) {
             ul = 1;
         }
@@ -1045,7 +1009,7 @@ static bool tc_json_string(const char **pp, const char *e, struct sp_buf *out)
             sp_buf_append(out, esc, sizeof(esc));
             p++;
         } else {
-            size_t ul = tc_utf8_len((const unsigned char *)p, (size_t)(e - p));
+            size_t ul = sp_utf8_decode((const unsigned char *)p, (size_t)(e - p), NULL);
             if (ul == 0) {
                 sp_buf_append(out, "\xEF\xBF\xBD", 3);
                 p++;
