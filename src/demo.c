@@ -394,6 +394,7 @@ int sp_cli_demo(int duration_s, int rate)
     yaml = sp_xasprintf("sources:\n"
                         "  shop:\n"
                         "    type: postgres\n"
+                        "    snapshot: never\n"
                         "    connection: \"%s\"\n"
                         "    slot: siphon_demo\n"
                         "    publication: siphon_demo\n"

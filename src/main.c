@@ -18,6 +18,7 @@
 #include "core/check.h"
 #include "core/pipeline.h"
 #include "core/registry.h"
+#include "source/pg/snapshot.h"
 #include "telemetry/log.h"
 #include "util/lsn.h"
 
@@ -29,6 +30,9 @@ static void main_usage(FILE *out)
                  "  run -c FILE        stream until SIGTERM/SIGINT, then drain and confirm\n"
                  "  check -c FILE      validate the config, reach every source and sink, check\n"
                  "                     wal_level, privileges, slot, publication and tables\n"
+                 "  snapshot -c FILE --stream NAME [--table T] [--where SQL]\n"
+                 "                     ask the running siphon to re-read tables of a stream\n"
+                 "                     (all, or T; only rows matching the SQL condition)\n"
                  "  demo               a private PostgreSQL, a generator, live output\n"
                  "  version            print the version\n"
                  "\n"
@@ -49,6 +53,9 @@ struct main_args {
     uint64_t until_lsn;
     int duration;
     int rate;
+    const char *stream;
+    const char *table;
+    const char *where;
 };
 
 static int main_parse(int argc, char **argv, struct main_args *a)
@@ -60,6 +67,9 @@ static int main_parse(int argc, char **argv, struct main_args *a)
         {"until-lsn", required_argument, NULL, 'U'},
         {"duration", required_argument, NULL, 'D'},
         {"rate", required_argument, NULL, 'R'},
+        {"stream", required_argument, NULL, 'S'},
+        {"table", required_argument, NULL, 'T'},
+        {"where", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -121,6 +131,15 @@ static int main_parse(int argc, char **argv, struct main_args *a)
                 fprintf(stderr, "siphon: --rate needs a number from 1 to 10000\n");
                 return 2;
             }
+            break;
+        case 'S':
+            a->stream = optarg;
+            break;
+        case 'T':
+            a->table = optarg;
+            break;
+        case 'W':
+            a->where = optarg;
             break;
         case 'h':
             main_usage(stdout);
@@ -187,6 +206,55 @@ static int main_check(const struct main_args *a)
     return chk.failures > 0 ? 1 : 0;
 }
 
+static int main_snapshot(const struct main_args *a)
+{
+    if (a->stream == NULL) {
+        fprintf(stderr, "siphon: snapshot needs --stream NAME (the stream whose tables to read)\n");
+        return 2;
+    }
+    struct sp_config *cfg = NULL;
+    int rc = main_load(a->config, &cfg);
+    if (rc != 0) {
+        return rc;
+    }
+    const struct sp_cfg_stream *st = NULL;
+    for (int i = 0; i < cfg->nstreams; i++) {
+        if (strcmp(cfg->streams[i].name, a->stream) == 0) {
+            st = &cfg->streams[i];
+        }
+    }
+    rc = 2;
+    if (st == NULL) {
+        fprintf(stderr, "siphon: %s has no stream \"%s\"\n", a->config, a->stream);
+    } else if (strcmp(cfg->sources[st->source].ops->type, "postgres") != 0) {
+        fprintf(stderr, "siphon: stream \"%s\" reads from a %s source; snapshots need postgres\n",
+                a->stream, cfg->sources[st->source].ops->type);
+    } else {
+        bool found = a->table == NULL;
+        for (int t = 0; t < st->ntables && !found; t++) {
+            char q[300];
+            snprintf(q, sizeof(q), "%s.%s", st->tables[t].schema, st->tables[t].table);
+            found = strcmp(q, a->table) == 0 || strcmp(st->tables[t].table, a->table) == 0;
+        }
+        if (!found) {
+            fprintf(stderr, "siphon: stream \"%s\" has no table \"%s\"\n", a->stream, a->table);
+        } else {
+            struct sp_source src = {.ops = cfg->sources[st->source].ops,
+                                    .name = cfg->sources[st->source].name,
+                                    .conf = cfg->sources[st->source].conf};
+            sp_logctx_init(&src.log, "source", src.ops->type, src.name);
+            struct sp_err err;
+            sp_err_clear(&err);
+            rc = sp_pg_request_snapshot(&src, a->stream, a->table, a->where, &err) == 0 ? 0 : 1;
+            if (rc != 0) {
+                sp_log_emit_hint(&sp_log_main, SP_LOG_ERROR, err.hint, "%s", err.msg);
+            }
+        }
+    }
+    sp_cfg_free(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct main_args a;
@@ -204,6 +272,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(a.command, "check") == 0) {
         return main_check(&a);
+    }
+    if (strcmp(a.command, "snapshot") == 0) {
+        return main_snapshot(&a);
     }
     if (strcmp(a.command, "demo") == 0) {
         return sp_cli_demo(a.duration, a.rate);

@@ -19,6 +19,8 @@ struct sp_ckpt_txn {
     uint64_t held;  /* records in flight */
     bool committed; /* commit seen: no more records will be added */
     bool aborted;   /* never confirms; freed once nothing is held */
+    sp_ckpt_done_fn done_fn;
+    void *done_ctx;
 };
 
 struct sp_ckpt {
@@ -63,8 +65,17 @@ static void ckpt_advance(struct sp_ckpt *ck)
             ck->tail = NULL;
         }
         ck->pending--;
+        if (!t->aborted && t->done_fn != NULL) {
+            t->done_fn(t->done_ctx);
+        }
         free(t);
     }
+}
+
+void sp_ckpt_on_done(struct sp_ckpt_txn *t, sp_ckpt_done_fn fn, void *ctx)
+{
+    t->done_fn = fn;
+    t->done_ctx = ctx;
 }
 
 struct sp_ckpt_txn *sp_ckpt_begin(struct sp_ckpt *ck, uint64_t commit_lsn)

@@ -34,6 +34,10 @@ void sp_ckpt_hold(struct sp_ckpt_txn *t);
 void sp_ckpt_release(struct sp_ckpt *ck, struct sp_ckpt_txn *t);
 /* The whole of t has been emitted; end_lsn is what confirms it. */
 void sp_ckpt_commit(struct sp_ckpt *ck, struct sp_ckpt_txn *t, uint64_t end_lsn);
+/* Call fn(ctx) once t is done (acknowledged, and so is everything before it);
+ * never called for an aborted t or one still pending when the tracker is freed. */
+typedef void (*sp_ckpt_done_fn)(void *ctx);
+void sp_ckpt_on_done(struct sp_ckpt_txn *t, sp_ckpt_done_fn fn, void *ctx);
 /* Drop an uncommitted transaction (the connection was lost mid-transaction:
  * the server will resend it whole). Records still held keep t alive until
  * released, but it never confirms anything. */

@@ -84,6 +84,10 @@ struct sp_tuple *sp_event_tuple(struct sp_event *ev, int ncols)
 
 char *sp_event_id(const struct sp_event *ev, char *buf)
 {
+    if (ev->id_override != NULL) {
+        snprintf(buf, SP_EVENT_ID_BUFSZ, "%s", ev->id_override);
+        return buf;
+    }
     snprintf(buf, SP_EVENT_ID_BUFSZ, SP_LSN_FMT ":%u", SP_LSN_ARGS(ev->commit_lsn), ev->seq);
     return buf;
 }

@@ -126,6 +126,12 @@ struct sp_event {
     const char *msg_content;
     uint32_t msg_len;
     const char *origin;    /* replication origin, if the server sent one */
+    /* Snapshot rows: only these streams (NULL-terminated) get the event; NULL: every
+     * stream that wants the table. */
+    const char *const *streams;
+    /* COMMIT: called once the transaction is acknowledged (core/checkpoint.h). */
+    void (*on_done)(void *ctx);
+    void *on_done_ctx;
     /* Set by flows (src/flow); NULL/0 unless a flow set them. Strings live in
      * the event's arena. */
     const char *payload;   /* outbox: the business event's JSON, emitted instead of the row */
@@ -144,8 +150,9 @@ struct sp_event *sp_event_new(enum sp_op op, size_t hint);
 void sp_event_free(struct sp_event *ev);
 void *sp_event_alloc(struct sp_event *ev, size_t n);
 struct sp_tuple *sp_event_tuple(struct sp_event *ev, int ncols);
-/* Stable id: "<commit lsn>:<seq>", e.g. "0/16E9A48:3". buf >= SP_EVENT_ID_BUFSZ. */
-#define SP_EVENT_ID_BUFSZ 40
+/* Stable id: "<commit lsn>:<seq>", e.g. "0/16E9A48:3", or id_override (truncated to
+ * SP_EVENT_ID_BUFSZ - 1 bytes). buf >= SP_EVENT_ID_BUFSZ. */
+#define SP_EVENT_ID_BUFSZ 64
 char *sp_event_id(const struct sp_event *ev, char *buf);
 /* The tuple that carries the key: before for deletes, else after (may be NULL). */
 const struct sp_tuple *sp_event_key_tuple(const struct sp_event *ev);

@@ -388,6 +388,15 @@ static bool pl_stream_wants(const struct pl_stream *st, const struct sp_event *e
     if (ev->rel == NULL) {
         return false;
     }
+    if (ev->streams != NULL) {
+        bool named = false;
+        for (const char *const *n = ev->streams; *n != NULL && !named; n++) {
+            named = strcmp(*n, st->cfg->name) == 0;
+        }
+        if (!named) {
+            return false;
+        }
+    }
     for (int i = 0; i < st->cfg->ntables; i++) {
         const struct sp_cfg_table *t = &st->cfg->tables[i];
         if (strcmp(t->table, ev->rel->table) == 0 && strcmp(t->schema, ev->rel->schema) == 0) {
@@ -503,6 +512,9 @@ static int pl_emit(void *ctx, struct sp_event *ev, struct sp_err *err)
         break;
     case SP_OP_COMMIT:
         if (src->txn != NULL) {
+            if (ev->on_done != NULL) {
+                sp_ckpt_on_done(src->txn, ev->on_done, ev->on_done_ctx);
+            }
             sp_ckpt_commit(src->ck, src->txn, ev->end_lsn);
             src->txn = NULL;
         }
@@ -560,6 +572,7 @@ struct sp_pipeline *sp_pipeline_new(const struct sp_config *cfg)
         ps->src.name = ps->cfg->name;
         ps->src.conf = ps->cfg->conf;
         ps->src.emit = pl_emit;
+        ps->src.state_dir = cfg->state_dir;
         ps->src.emit_ctx = ps;
         sp_logctx_init(&ps->src.log, "source", ps->cfg->ops->type, ps->cfg->name);
     }
@@ -579,6 +592,16 @@ struct sp_pipeline *sp_pipeline_new(const struct sp_config *cfg)
         src->streams =
             sp_xrealloc(src->streams, sizeof(*src->streams) * (size_t)(src->nstreams + 1));
         src->streams[src->nstreams++] = st;
+        src->src.streams = sp_xrealloc(src->src.streams, sizeof(*src->src.streams) *
+                                                             (size_t)(src->src.nstreams + 1));
+        struct sp_stream_ref *sr = &src->src.streams[src->src.nstreams++];
+        sr->name = cs->name;
+        sr->ntables = cs->ntables;
+        sr->tables = sp_xcalloc((size_t)cs->ntables + 1, sizeof(*sr->tables));
+        for (int t = 0; t < cs->ntables; t++) {
+            sr->tables[t].schema = cs->tables[t].schema;
+            sr->tables[t].table = cs->tables[t].table;
+        }
         /* The source's table list is the union of its streams' tables. */
         for (int t = 0; t < cs->ntables; t++) {
             bool dup = false;
@@ -853,6 +876,10 @@ void sp_pipeline_free(struct sp_pipeline *pl)
         sp_ckpt_free(ps->ck);
         free(ps->streams);
         free(ps->src.tables);
+        for (int k = 0; k < ps->src.nstreams; k++) {
+            free(ps->src.streams[k].tables);
+        }
+        free(ps->src.streams);
     }
     for (int i = 0; i < pl->nstreams; i++) {
         struct pl_stream *st = &pl->streams[i];

@@ -142,6 +142,13 @@ struct sp_table_ref {
     char *table;
 };
 
+/* A stream reading from a source (for snapshots, which are per stream and table). */
+struct sp_stream_ref {
+    const char *name;
+    struct sp_table_ref *tables;
+    int ntables;
+};
+
 struct sp_source_ops {
     const char *type;
     const char *summary;
@@ -175,6 +182,9 @@ struct sp_source {
     struct sp_logctx log;
     struct sp_table_ref *tables; /* union of the tables of every stream on this source */
     int ntables;
+    struct sp_stream_ref *streams; /* the streams on this source */
+    int nstreams;
+    const char *state_dir; /* the config's state_dir, or NULL */
     sp_emit_fn emit;
     void *emit_ctx;
     /* Set by the source when the server's position moves while nothing is

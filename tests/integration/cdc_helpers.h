@@ -108,6 +108,7 @@ static CDC_UNUSED void cdc_write_config(const char *path, const struct cdc_conf 
                        "    slot: %s\n"
                        "    publication: %s\n"
                        "%s"
+                       "%s"
                        "sinks:\n"
                        "  out:\n"
                        "    type: file\n"
@@ -121,7 +122,11 @@ static CDC_UNUSED void cdc_write_config(const char *path, const struct cdc_conf 
                        "settings:\n"
                        "  shutdown_timeout: 30s\n"
                        "%s",
-                       c->conninfo, c->slot, c->publication, c->source_extra ? c->source_extra : "",
+                       c->conninfo, c->slot, c->publication,
+                       c->source_extra != NULL && strstr(c->source_extra, "snapshot:") != NULL
+                           ? ""
+                           : "    snapshot: never\n",
+                       c->source_extra ? c->source_extra : "",
                        c->out_path, c->sink_extra ? c->sink_extra : "", c->tables,
                        c->settings ? c->settings : "");
 }

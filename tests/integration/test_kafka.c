@@ -184,6 +184,7 @@ static void write_config(struct fixture *fx, const char *name, const char *sinks
                        "sources:\n"
                        "  db:\n"
                        "    type: postgres\n"
+                       "    snapshot: never\n"
                        "    connection: \"%s\"\n"
                        "    slot: s_%s\n"
                        "    publication: p_%s\n"

@@ -498,6 +498,7 @@ static char *write_config(const struct fixture *fx, const char *name, const char
                        "sources:\n"
                        "  db:\n"
                        "    type: postgres\n"
+                       "    snapshot: never\n"
                        "    connection: \"%s\"\n"
                        "    slot: %s\n"
                        "    publication: p_%s\n"

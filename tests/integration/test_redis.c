@@ -362,6 +362,7 @@ static char *config_text(struct fixture *fx, const char *name, const char *table
     return sp_test_asprintf("sources:\n"
                             "  db:\n"
                             "    type: postgres\n"
+                            "    snapshot: never\n"
                             "    connection: \"%s\"\n"
                             "    slot: s_redis_%s\n"
                             "    publication: p_redis_%s\n"

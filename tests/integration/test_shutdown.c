@@ -291,6 +291,7 @@ static void bad_config_exits_2_with_file_and_line_before_touching_the_server(voi
                        "sources:\n"
                        "  db:\n"
                        "    type: postgres\n"
+                       "    snapshot: never\n"
                        "    connection: \"host=127.0.0.1 port=%d user=postgres dbname=postgres\"\n"
                        "    slot: s_sd_bad\n"
                        "    publication: p_sd_bad\n"

@@ -174,6 +174,7 @@ static void siphon_start(struct fixture *fx, const char *name, const char *table
                        "sources:\n"
                        "  db:\n"
                        "    type: postgres\n"
+                       "    snapshot: never\n"
                        "    connection: \"%s\"\n"
                        "    slot: s_%s\n"
                        "    publication: p_%s\n"

@@ -196,6 +196,7 @@ static void siphon_start(struct fixture *fx, struct sp_pg *pg, const char *db, c
                        "sources:\n"
                        "  db:\n"
                        "    type: postgres\n"
+                       "    snapshot: never\n"
                        "    connection: \"host=127.0.0.1 port=%d user=postgres dbname=%s\"\n"
                        "    slot: s_%s\n"
                        "    publication: p_%s\n"

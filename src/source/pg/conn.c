@@ -19,12 +19,14 @@
 #include "source/pg/pg.h"
 #include "source/pg/pgoutput.h"
 #include "source/pg/relcache.h"
+#include "source/pg/snapshot.h"
 #include "source/pg/types.h"
 #include "util/lsn.h"
 #include "util/mem.h"
 #include "util/time.h"
 
 static const char *const pg_snapshot_names[] = {"never", "initial", NULL};
+static const char *const pg_watermark_names[] = {"auto", "message", "lsn", NULL};
 
 static const struct sp_opt pg_opts[] = {
     SP_OPT_STR("connection", struct pg_conf, connection, NULL, SP_OPT_REQUIRED | SP_OPT_SECRET,
@@ -33,9 +35,18 @@ static const struct sp_opt pg_opts[] = {
                "logical replication slot (pgoutput); created if absent; default siphon_<source>"),
     SP_OPT_STR("publication", struct pg_conf, publication, NULL, 0,
                "publication for the streams' tables; created if absent; default siphon_<source>"),
-    SP_OPT_ENUM("snapshot", struct pg_conf, snapshot, "never", pg_snapshot_names,
-                "initial load of the tables when the slot is created: never (initial is not "
-                "available in this version)"),
+    SP_OPT_ENUM("snapshot", struct pg_conf, snapshot, "initial", pg_snapshot_names,
+                "initial: when siphon creates the slot, read every table of its streams (and "
+                "later, tables added to a stream) while streaming; never: changes only"),
+    SP_OPT_INT("snapshot_chunk_size", struct pg_conf, snapshot_chunk_size, "4096", 1, 1000000,
+               "rows per snapshot chunk (read in primary key order)"),
+    SP_OPT_INT("snapshot_connections", struct pg_conf, snapshot_connections, "2", 1, 64,
+               "connections reading snapshot chunks of different tables in parallel"),
+    SP_OPT_ENUM("snapshot_watermark", struct pg_conf, snapshot_watermark, "auto",
+                pg_watermark_names,
+                "how chunk watermarks travel through the slot: message "
+                "(pg_logical_emit_message), lsn (WAL positions; no privilege needed) or auto "
+                "(message when the role may call pg_logical_emit_message)"),
     SP_OPT_BOOL("create_slot", struct pg_conf, create_slot, "true",
                 "create the slot when it does not exist (false: missing slot is an error)"),
     SP_OPT_BOOL("create_publication", struct pg_conf, create_publication, "true",
@@ -70,16 +81,17 @@ struct pg_state {
     int64_t reconnect_at_ms; /* when streaming == false */
     int attempts;
     struct sp_event_list out;
+    struct sp_snap *snap;
 };
 
 static int pg_lookup_type(void *ctx, uint32_t oid, struct sp_typinfo *out, struct sp_err *err);
 
 /* ---- connection setup ---- */
 
-static int pg_session_settings(struct pg_state *st, struct sp_err *err)
+int sp_pg_pin_session(PGconn *conn, struct sp_err *err)
 {
     /*
-     * Values are formatted by the walsender with its session settings; pin
+     * Values are formatted by the server with its session settings; pin
      * them so the output never depends on the server's or role's defaults.
      */
     static const char *const sets[] = {
@@ -96,7 +108,7 @@ static int pg_session_settings(struct pg_state *st, struct sp_err *err)
         "SET quote_all_identifiers = off",
     };
     for (size_t i = 0; i < SP_ARRAY_LEN(sets); i++) {
-        PGresult *res = sp_pg_exec(st->repl, sets[i], PGRES_COMMAND_OK, err);
+        PGresult *res = sp_pg_exec(conn, sets[i], PGRES_COMMAND_OK, err);
         if (res == NULL) {
             sp_err_prefix(err, "could not pin session setting (%s)", sets[i]);
             return err->code;
@@ -124,11 +136,11 @@ static int pg_check_wal_level(PGconn *conn, struct sp_err *err)
     return rc;
 }
 
-static int pg_create_slot(struct pg_state *st, struct sp_err *err)
+static int pg_create_slot(struct pg_state *st, bool export_snapshot, struct sp_err *err)
 {
     char *ident = PQescapeIdentifier(st->repl, st->slot, strlen(st->slot));
-    char *sql =
-        sp_xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", ident);
+    char *sql = sp_xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput %s", ident,
+                             export_snapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
     PQfreemem(ident);
     PGresult *res = sp_pg_exec(st->repl, sql, PGRES_TUPLES_OK, err);
     free(sql);
@@ -143,8 +155,20 @@ static int pg_create_slot(struct pg_state *st, struct sp_err *err)
     }
     sp_log_info(&st->src->log, "created replication slot \"%s\" at %s", st->slot,
                 PQgetvalue(res, 0, 1));
+    uint64_t start = 0;
+    if (sp_lsn_parse(PQgetvalue(res, 0, 1), &start)) {
+        sp_snap_set_start(st->snap, start);
+    }
+    /* Import the exported snapshot before the next command on this connection ends it. */
+    int rc = sp_snap_slot_created(st->snap, export_snapshot && !PQgetisnull(res, 0, 2)
+                                                ? PQgetvalue(res, 0, 2)
+                                                : NULL,
+                                  err);
     PQclear(res);
-    return 0;
+    if (rc != 0) {
+        sp_err_prefix(err, "could not read the slot's snapshot");
+    }
+    return rc;
 }
 
 static int pg_start(struct pg_state *st, struct sp_err *err)
@@ -237,18 +261,17 @@ static int pg_connect_and_start(struct pg_state *st, struct sp_err *err)
                         st->slot);
             return rc;
         }
-        if (conf->snapshot == SP_PG_SNAPSHOT_INITIAL) {
-            rc = sp_err_set(err, SP_EUNSUPP,
-                            "snapshot: initial is not available in this "
-                            "version of siphon");
-            sp_err_hint(err, "set snapshot: never to stream changes from the slot's creation on");
-            return rc;
-        }
-        if ((rc = pg_create_slot(st, err)) != 0) {
-            return rc;
-        }
     }
-    if ((rc = pg_session_settings(st, err)) != 0) {
+    bool creating = rc == 0;
+    bool export_snapshot = false;
+    if ((rc = sp_snap_prepare(st->snap, st->meta, creating, &export_snapshot, err)) != 0) {
+        err->retriable = err->code == SP_ECONN;
+        return rc;
+    }
+    if (creating && (rc = pg_create_slot(st, export_snapshot, err)) != 0) {
+        return rc;
+    }
+    if ((rc = sp_pg_pin_session(st->repl, err)) != 0) {
         return rc;
     }
     if ((rc = pg_start(st, err)) != 0) {
@@ -351,6 +374,12 @@ static int pg_handle_copydata(struct pg_state *st, const uint8_t *buf, size_t le
              * flight, the pipeline may confirm it (unpublished traffic must not pin WAL). */
             st->src->idle_lsn = wal_end;
         }
+        if (!st->dec.in_txn) {
+            int rc = sp_snap_on_position(st->snap, wal_end, err);
+            if (rc != 0) {
+                return rc;
+            }
+        }
         if (reply) {
             return pg_send_status(st, false, err);
         }
@@ -379,7 +408,13 @@ static int pg_handle_copydata(struct pg_state *st, const uint8_t *buf, size_t le
             /* Not part of a transaction: no commit time; use the time it was seen. */
             ev->commit_time_us = sp_time_now_us();
         }
-        rc = st->src->emit(st->src->emit_ctx, ev, err);
+        if (sp_snap_on_event(st->snap, ev, err, &rc)) {
+            sp_event_free(ev); /* siphon's own message */
+        } else if (rc == 0) {
+            rc = st->src->emit(st->src->emit_ctx, ev, err);
+        } else {
+            sp_event_free(ev);
+        }
         if (rc != 0) {
             sp_event_list_free(&st->out);
             return rc;
@@ -393,6 +428,11 @@ static int pg_read(struct sp_source *src, int budget, struct sp_err *err)
     struct pg_state *st = src->state;
     if (!st->streaming) {
         return 0;
+    }
+    int gate = sp_snap_service(st->snap, st->dec.in_txn, err);
+    if (gate != 0) {
+        /* 1: a table is being read whole, the stream waits (keepalives are still answered). */
+        return gate;
     }
     bool consumed = false;
     int n = 0;
@@ -486,7 +526,9 @@ static int pg_tick(struct sp_source *src, struct sp_err *err)
         due = now + (st->confirmed != st->reported ? 1000 : st->conf->status_interval_ms);
         now = sp_time_mono_ms();
     }
-    return due > now ? (int)(due - now) : 0;
+    int wait = due > now ? (int)(due - now) : 0;
+    int snap = sp_snap_wait_ms(st->snap);
+    return snap >= 0 && snap < wait ? snap : wait;
 }
 
 static int pg_confirm(struct sp_source *src, uint64_t lsn, bool idle, struct sp_err *err)
@@ -580,6 +622,9 @@ static int pg_open(struct sp_source *src, struct sp_err *err)
     st->dec.ctx = st;
     st->dec.source_name = src->name;
     sp_event_list_init(&st->out);
+    struct sp_snap_host host = {.conf = conf, .src = src, .tc = st->tc, .slot = st->slot,
+                                .db = &st->db};
+    st->snap = sp_snap_new(&host);
     src->state = st;
 
     int rc = pg_connect_and_start(st, err);
@@ -615,6 +660,7 @@ static void pg_close(struct sp_source *src)
         PQputCopyEnd(st->repl, NULL);
         PQflush(st->repl);
     }
+    sp_snap_free(st->snap);
     pg_disconnect(st);
     sp_event_list_free(&st->out);
     sp_pgo_fini(&st->dec);

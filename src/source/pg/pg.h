@@ -25,9 +25,13 @@ struct pg_conf {
     int64_t reconnect_min_ms;
     int64_t reconnect_max_ms;
     int64_t wal_sender_timeout_ms;
+    int64_t snapshot_chunk_size;
+    int64_t snapshot_connections;
+    int snapshot_watermark;
 };
 
 enum { SP_PG_SNAPSHOT_NEVER = 0, SP_PG_SNAPSHOT_INITIAL = 1 };
+enum { SP_PG_WATERMARK_AUTO = 0, SP_PG_WATERMARK_MESSAGE = 1, SP_PG_WATERMARK_LSN = 2 };
 
 /* Default slot/publication name for a source without one: siphon_<name>, sanitised. */
 char *sp_pg_default_name(const char *source_name);
@@ -44,6 +48,13 @@ char *sp_pg_mask_conninfo(const char *conninfo);
  * applied here.
  */
 PGconn *sp_pg_connect(const struct pg_conf *conf, bool replication, struct sp_err *err);
+
+/*
+ * Pin the session settings that decide how values are printed (TimeZone,
+ * DateStyle, ...), so output never depends on the server's or role's
+ * defaults; the replication connection and snapshot readers use the same.
+ */
+int sp_pg_pin_session(PGconn *conn, struct sp_err *err);
 
 /* Run a query returning rows/commands; err on anything else. Caller PQclears. */
 PGresult *sp_pg_exec(PGconn *conn, const char *sql, ExecStatusType want, struct sp_err *err);

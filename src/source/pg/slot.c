@@ -258,7 +258,10 @@ int sp_pg_ensure_publication(PGconn *conn, const struct pg_conf *conf,
         PQclear(res);
         res = NULL;
         char *ident = PQescapeIdentifier(conn, conf->publication, strlen(conf->publication));
-        char *sql = sp_xasprintf("CREATE PUBLICATION %s FOR TABLE %s", ident, list.data);
+        /* Partitions publish as their root, the table the streams name. */
+        char *sql = sp_xasprintf("CREATE PUBLICATION %s FOR TABLE %s WITH "
+                                 "(publish_via_partition_root = true)",
+                                 ident, list.data);
         PQfreemem(ident);
         if (!conf->create_publication) {
             rc = sp_err_set(err, SP_EINVAL, "publication \"%s\" does not exist", conf->publication);
