@@ -263,7 +263,7 @@ static void unknown_option_is_reported_at_file_line_col_with_a_hint(void **state
                        sp_test_pg_conninfo(fx->pg), fx->tmp);
     const char *args[] = {"run", "-c", cfg, NULL};
     assert_exit(fx, run_siphon(fx, "typo", args), 2);
-    char *want = sp_test_asprintf("%s:10:5: error:", cfg);
+    char *want = sp_test_asprintf("%s:9:5: error:", cfg);
     assert_has(fx, fx->stderr_text, want);
     free(want);
     assert_has(fx, fx->stderr_text, "unknown option \"fsnyc\"");
@@ -292,6 +292,7 @@ static void env_and_file_substitution_work_end_to_end(void **state)
                        "    connection: \"${SP_CLI_TEST_DSN}\"\n"
                        "    slot: \"${file:slot-name.txt}\"\n"
                        "    publication: \"p_cli$$env\"\n"
+                       "    snapshot: never\n"
                        "sinks:\n"
                        "  out:\n"
                        "    type: file\n"
@@ -343,7 +344,7 @@ static void env_and_file_substitution_work_end_to_end(void **state)
     /* An unset variable is a config error pointing at the value. */
     const char *args[] = {"check", "-c", cfg, NULL};
     assert_exit(fx, run_siphon(fx, "env_unset", args), 2);
-    char *want = sp_test_asprintf("%s:5:", cfg);
+    char *want = sp_test_asprintf("%s:4:", cfg);
     assert_has(fx, fx->stderr_text, want);
     free(want);
     assert_has(fx, fx->stderr_text, "SP_CLI_TEST_DSN");
