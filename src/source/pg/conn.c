@@ -160,10 +160,8 @@ static int pg_create_slot(struct pg_state *st, bool export_snapshot, struct sp_e
         sp_snap_set_start(st->snap, start);
     }
     /* Import the exported snapshot before the next command on this connection ends it. */
-    int rc = sp_snap_slot_created(st->snap, export_snapshot && !PQgetisnull(res, 0, 2)
-                                                ? PQgetvalue(res, 0, 2)
-                                                : NULL,
-                                  err);
+    int rc = sp_snap_slot_created(
+        st->snap, export_snapshot && !PQgetisnull(res, 0, 2) ? PQgetvalue(res, 0, 2) : NULL, err);
     PQclear(res);
     if (rc != 0) {
         sp_err_prefix(err, "could not read the slot's snapshot");
@@ -622,8 +620,8 @@ static int pg_open(struct sp_source *src, struct sp_err *err)
     st->dec.ctx = st;
     st->dec.source_name = src->name;
     sp_event_list_init(&st->out);
-    struct sp_snap_host host = {.conf = conf, .src = src, .tc = st->tc, .slot = st->slot,
-                                .db = &st->db};
+    struct sp_snap_host host = {
+        .conf = conf, .src = src, .tc = st->tc, .slot = st->slot, .db = &st->db};
     st->snap = sp_snap_new(&host);
     src->state = st;
 

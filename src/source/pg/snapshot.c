@@ -20,7 +20,7 @@
 #include "util/mem.h"
 #include "util/time.h"
 
-#define SNAP_RING 1024         /* recently streamed xids, for the visibility race check */
+#define SNAP_RING         1024 /* recently streamed xids, for the visibility race check */
 #define SNAP_LOG_EVERY_MS 5000 /* progress lines */
 
 enum snap_mode { SNAP_WM_MESSAGE, SNAP_WM_LSN };
@@ -310,7 +310,8 @@ static void job_free(struct snap_job *j)
 static const char *job_name(const struct snap_job *j)
 {
     static __thread char buf[300];
-    snprintf(buf, sizeof(buf), "%s.%s%s", j->schema, j->table, j->kind == JOB_INCREMENTAL ? " (on demand)" : "");
+    snprintf(buf, sizeof(buf), "%s.%s%s", j->schema, j->table,
+             j->kind == JOB_INCREMENTAL ? " (on demand)" : "");
     return buf;
 }
 
@@ -449,7 +450,8 @@ static int state_load(struct sp_snap *s, struct sp_err *err)
         bool ok = true;
         if (lineno == 1) {
             char *slot = n == 3 ? enc_get(tok[2], &ok) : NULL;
-            if (n != 3 || strcmp(tok[0], "siphon-snapshot-state") != 0 || strcmp(tok[1], "1") != 0) {
+            if (n != 3 || strcmp(tok[0], "siphon-snapshot-state") != 0 ||
+                strcmp(tok[1], "1") != 0) {
                 rc = sp_err_set(err, SP_EINVAL, "%s:1: not a siphon snapshot state file",
                                 s->state_path);
             } else if (slot == NULL || strcmp(slot, s->h.slot) != 0) {
@@ -469,8 +471,9 @@ static int state_load(struct sp_snap *s, struct sp_err *err)
         }
         char *schema = enc_get(tok[5], &ok);
         char *table = enc_get(tok[6], &ok);
-        struct snap_job *j = job_new(s, strcmp(tok[2], "initial") == 0 ? JOB_INITIAL : JOB_INCREMENTAL,
-                                     schema ? schema : "", table ? table : "");
+        struct snap_job *j =
+            job_new(s, strcmp(tok[2], "initial") == 0 ? JOB_INITIAL : JOB_INCREMENTAL,
+                    schema ? schema : "", table ? table : "");
         free(schema);
         free(table);
         j->id = atoi(tok[1]);
@@ -602,7 +605,8 @@ static int job_setup(struct sp_snap *s, struct snap_job *j, PGconn *meta, struct
     if (PQntuples(res) == 1) {
         char *names = sp_xstrdup(PQgetvalue(res, 0, 0));
         char *save = NULL;
-        for (char *n = strtok_r(names, "\x01", &save); n != NULL; n = strtok_r(NULL, "\x01", &save)) {
+        for (char *n = strtok_r(names, "\x01", &save); n != NULL;
+             n = strtok_r(NULL, "\x01", &save)) {
             int idx = -1;
             for (int i = 0; i < ncols; i++) {
                 if (strcmp(rel->cols[i].name, n) == 0) {
@@ -620,8 +624,9 @@ static int job_setup(struct sp_snap *s, struct snap_job *j, PGconn *meta, struct
     }
     PQclear(res);
     if (j->last_key != NULL && j->nkey != nkey) {
-        sp_log_warn(s->log, "%s: the key changed since the snapshot started; reading it again from "
-                            "the start",
+        sp_log_warn(s->log,
+                    "%s: the key changed since the snapshot started; reading it again from "
+                    "the start",
                     job_name(j));
         strv_free(j->last_key, j->nkey);
         j->last_key = NULL;
@@ -632,7 +637,8 @@ static int job_setup(struct sp_snap *s, struct snap_job *j, PGconn *meta, struct
         rel->cols[j->keyidx[k]].key = true;
     }
 
-    /* SELECT "c1", "c2" FROM "s"."t" WHERE (k1, k2) > ($1::t1, $2::t2) AND (where) ORDER BY k1, k2 */
+    /* SELECT "c1", "c2" FROM "s"."t" WHERE (k1, k2) > ($1::t1, $2::t2) AND (where) ORDER BY k1, k2
+     */
     struct sp_buf sel, keys, args;
     sp_buf_init(&sel);
     sp_buf_init(&keys);
@@ -667,13 +673,13 @@ static int job_setup(struct sp_snap *s, struct snap_job *j, PGconn *meta, struct
                                     j->where ? j->where : "", j->where ? ")" : "");
         j->sql_next = NULL;
     } else {
-        j->sql_first = sp_xasprintf("%s%s%s%s ORDER BY %s LIMIT %d", sel.data,
-                                    j->where ? " WHERE (" : "", j->where ? j->where : "",
-                                    j->where ? ")" : "", keys.data, chunk + 1);
-        j->sql_next = sp_xasprintf("%s WHERE (%s) > (%s)%s%s%s ORDER BY %s LIMIT %d", sel.data,
-                                   keys.data, args.data, j->where ? " AND (" : "",
-                                   j->where ? j->where : "", j->where ? ")" : "", keys.data,
-                                   chunk + 1);
+        j->sql_first =
+            sp_xasprintf("%s%s%s%s ORDER BY %s LIMIT %d", sel.data, j->where ? " WHERE (" : "",
+                         j->where ? j->where : "", j->where ? ")" : "", keys.data, chunk + 1);
+        j->sql_next =
+            sp_xasprintf("%s WHERE (%s) > (%s)%s%s%s ORDER BY %s LIMIT %d", sel.data, keys.data,
+                         args.data, j->where ? " AND (" : "", j->where ? j->where : "",
+                         j->where ? ")" : "", keys.data, chunk + 1);
     }
     sp_buf_fini(&sel);
     sp_buf_fini(&keys);
@@ -977,7 +983,8 @@ int sp_snap_prepare(struct sp_snap *s, PGconn *meta, bool creating, bool *export
         s->mode = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? SNAP_WM_MESSAGE : SNAP_WM_LSN;
         PQclear(r);
     } else {
-        s->mode = conf->snapshot_watermark == SP_PG_WATERMARK_MESSAGE ? SNAP_WM_MESSAGE : SNAP_WM_LSN;
+        s->mode =
+            conf->snapshot_watermark == SP_PG_WATERMARK_MESSAGE ? SNAP_WM_MESSAGE : SNAP_WM_LSN;
     }
 
     int loaded = 0;
@@ -1006,15 +1013,17 @@ int sp_snap_prepare(struct sp_snap *s, PGconn *meta, bool creating, bool *export
         } else if (loaded == 1) {
             int n = plan_initial(s, false);
             if (n > 0) {
-                sp_log_info(s->log, "%d table(s) new to their stream since the last start: "
-                                    "snapshotting them",
+                sp_log_info(s->log,
+                            "%d table(s) new to their stream since the last start: "
+                            "snapshotting them",
                             n);
             }
         } else if (s->state_path != NULL) {
             /* The slot exists but no state: whatever was there was read before. */
-            sp_log_warn(s->log, "no snapshot state in %s for existing slot \"%s\": assuming "
-                                "every table was read before; use siphon snapshot to read one "
-                                "again",
+            sp_log_warn(s->log,
+                        "no snapshot state in %s for existing slot \"%s\": assuming "
+                        "every table was read before; use siphon snapshot to read one "
+                        "again",
                         s->state_path, s->h.slot);
             plan_initial(s, true);
         }
@@ -1031,15 +1040,17 @@ int sp_snap_prepare(struct sp_snap *s, PGconn *meta, bool creating, bool *export
         if (j->whole) {
             if (creating) {
                 *export_wanted = true;
-                sp_log_info(s->log, "%s has no primary key or unique NOT NULL index: it is read "
-                                    "whole in the slot's snapshot; this read cannot resume "
-                                    "after a crash",
+                sp_log_info(s->log,
+                            "%s has no primary key or unique NOT NULL index: it is read "
+                            "whole in the slot's snapshot; this read cannot resume "
+                            "after a crash",
                             job_name(j));
             } else {
-                sp_log_warn(s->log, "%s has no primary key or unique NOT NULL index and its "
-                                    "snapshot was interrupted: reading it whole again, outside "
-                                    "the slot's snapshot (rows changed meanwhile may appear "
-                                    "twice)",
+                sp_log_warn(s->log,
+                            "%s has no primary key or unique NOT NULL index and its "
+                            "snapshot was interrupted: reading it whole again, outside "
+                            "the slot's snapshot (rows changed meanwhile may appear "
+                            "twice)",
                             job_name(j));
             }
         }
@@ -1093,7 +1104,8 @@ int sp_snap_slot_created(struct sp_snap *s, const char *snapshot_name, struct sp
 
 static int snap_request(struct sp_snap *s, const char *msg, uint32_t len, struct sp_err *err);
 
-static struct snap_chunk *open_chunk_for(struct sp_snap *s, const struct sp_relation *rel, int *from)
+static struct snap_chunk *open_chunk_for(struct sp_snap *s, const struct sp_relation *rel,
+                                         int *from)
 {
     for (int i = *from; i < s->njobs; i++) {
         struct snap_job *j = s->jobs[i];
@@ -1322,7 +1334,7 @@ static int emit_rows(struct sp_snap *s, struct snap_job *j, PGresult *res, int n
         ev->source_name = src->name;
         ev->db = *s->h.db;
         ev->streams = (const char *const *)j->streams;
-        ev->snapshot = j->kind == JOB_INCREMENTAL ? "incremental"
+        ev->snapshot = j->kind == JOB_INCREMENTAL         ? "incremental"
                        : (last_overall && r == last_kept) ? "last"
                                                           : "true";
         char idbuf[SP_EVENT_ID_BUFSZ];
@@ -1381,8 +1393,9 @@ static int emit_chunk(struct sp_snap *s, struct snap_job *j, struct sp_err *err)
         qsort(drop, ndrop, sizeof(char *), key_cmp);
     }
     if (ndrop > 0) {
-        sp_log_debug(s->log, "%s: %zu key(s) changed while the chunk was read; the stream's "
-                             "values win",
+        sp_log_debug(s->log,
+                     "%s: %zu key(s) changed while the chunk was read; the stream's "
+                     "values win",
                      job_name(j), ndrop);
     }
     int rc = emit_rows(s, j, c->res, n, drop, ndrop, final, err);
@@ -1454,8 +1467,8 @@ bool sp_snap_on_event(struct sp_snap *s, struct sp_event *ev, struct sp_err *err
         }
         return false;
     case SP_OP_MESSAGE:
-        if (ev->msg_prefix == NULL || strncmp(ev->msg_prefix, SP_SNAP_MSG_PREFIX,
-                                              strlen(SP_SNAP_MSG_PREFIX)) != 0) {
+        if (ev->msg_prefix == NULL ||
+            strncmp(ev->msg_prefix, SP_SNAP_MSG_PREFIX, strlen(SP_SNAP_MSG_PREFIX)) != 0) {
             return false;
         }
         if (strcmp(ev->msg_prefix, SP_SNAP_WATERMARK) == 0) {
@@ -1530,7 +1543,8 @@ static int snap_request(struct sp_snap *s, const char *msg, uint32_t len, struct
     char *slot = NULL, *stream = NULL, *table = NULL, *where = NULL, *id = NULL;
     bool ok = true;
     char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
         char *sp = strchr(line, ' ');
         if (sp == NULL) {
             continue;
@@ -1567,8 +1581,8 @@ static int snap_request(struct sp_snap *s, const char *msg, uint32_t len, struct
         const struct sp_table_ref *tr = &st->tables[t];
         if (table != NULL) {
             char *q = sp_xasprintf("%s.%s", tr->schema, tr->table);
-            bool match = strcmp(q, table) == 0 || (strchr(table, '.') == NULL &&
-                                                  strcmp(tr->table, table) == 0);
+            bool match = strcmp(q, table) == 0 ||
+                         (strchr(table, '.') == NULL && strcmp(tr->table, table) == 0);
             free(q);
             if (!match) {
                 continue;
@@ -1586,14 +1600,16 @@ static int snap_request(struct sp_snap *s, const char *msg, uint32_t len, struct
             continue;
         }
         if (j->whole) {
-            sp_log_error(s->log, "snapshot request %s: %s has no primary key or unique NOT NULL "
-                                 "index; on-demand snapshots read by key",
+            sp_log_error(s->log,
+                         "snapshot request %s: %s has no primary key or unique NOT NULL "
+                         "index; on-demand snapshots read by key",
                          id ? id : "?", job_name(j));
             j->status = JOB_FAILED;
             continue;
         }
-        sp_log_info(s->log, "snapshot request %s: re-reading %s for stream \"%s\"%s%s", id ? id : "?",
-                    job_name(j), st->name, where ? " where " : "", where ? where : "");
+        sp_log_info(s->log, "snapshot request %s: re-reading %s for stream \"%s\"%s%s",
+                    id ? id : "?", job_name(j), st->name, where ? " where " : "",
+                    where ? where : "");
         added++;
     }
     if (added == 0 && table != NULL) {
@@ -1724,8 +1740,9 @@ static void chunk_start(struct sp_snap *s, struct snap_job *j, struct snap_worke
         j->rows_at_start = j->rows;
         j->last_log_ms = j->started_ms;
         sp_log_info(s->log, "snapshot of %s %s (~%lld rows, chunks of %d, %s watermarks)",
-                    job_name(j), j->last_key != NULL ? "resumed" : "started", (long long)j->est_rows,
-                    (int)s->h.conf->snapshot_chunk_size, s->mode == SNAP_WM_MESSAGE ? "message" : "lsn");
+                    job_name(j), j->last_key != NULL ? "resumed" : "started",
+                    (long long)j->est_rows, (int)s->h.conf->snapshot_chunk_size,
+                    s->mode == SNAP_WM_MESSAGE ? "message" : "lsn");
     }
     j->chunk = c;
     s->nopen++;
@@ -1778,7 +1795,8 @@ int sp_snap_service(struct sp_snap *s, bool in_txn, struct sp_err *err)
                     backoff *= 2;
                 }
                 j->retry_at_ms = now + (backoff > 30000 ? 30000 : backoff);
-                sp_log_warn(s->log, "snapshot of %s: reading a chunk failed (%s); retrying in %lld ms",
+                sp_log_warn(s->log,
+                            "snapshot of %s: reading a chunk failed (%s); retrying in %lld ms",
                             job_name(j), c->err.msg, (long long)(j->retry_at_ms - now));
             }
             chunk_free(c);

@@ -44,9 +44,9 @@
 struct sp_snap;
 
 /* Prefix of siphon's own logical decoding messages (never delivered). */
-#define SP_SNAP_MSG_PREFIX   "siphon."
-#define SP_SNAP_WATERMARK    "siphon.watermark"
-#define SP_SNAP_REQUEST      "siphon.snapshot"
+#define SP_SNAP_MSG_PREFIX "siphon."
+#define SP_SNAP_WATERMARK  "siphon.watermark"
+#define SP_SNAP_REQUEST    "siphon.snapshot"
 
 struct sp_snap_host {
     const struct pg_conf *conf;
@@ -87,7 +87,8 @@ int sp_snap_on_position(struct sp_snap *s, uint64_t wal_end, struct sp_err *err)
  * now (a table is being read whole), 0 otherwise, negative on a fatal error.
  */
 int sp_snap_service(struct sp_snap *s, bool in_txn, struct sp_err *err);
-/* The logical message `siphon snapshot` writes to ask for a re-snapshot (table, where may be NULL). */
+/* The logical message `siphon snapshot` writes to ask for a re-snapshot (table, where may be NULL).
+ */
 int sp_snap_encode_request(struct sp_buf *out, const char *slot, const char *stream,
                            const char *table, const char *where, const char *id);
 /*
