@@ -119,6 +119,7 @@ static void write_config(struct fixture *fx, const char *name, const char *conni
                        "    connection: \"%s\"\n"
                        "    slot: s_%s\n"
                        "    publication: p_%s\n"
+                       "    snapshot: never\n"
                        "sinks:\n"
                        "  out:\n"
                        "    type: file\n"

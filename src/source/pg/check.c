@@ -15,6 +15,66 @@
 #include "source/pg/pg.h"
 #include "util/mem.h"
 
+/* What snapshots need: SELECT on the tables, a watermark mode, a state_dir for the initial one. */
+static void check_snapshots(PGconn *conn, const struct pg_conf *conf, const struct sp_source *src,
+                            struct sp_check *chk)
+{
+    struct sp_err err;
+    sp_err_clear(&err);
+    PGresult *res = sp_pg_exec(conn,
+                               "SELECT has_function_privilege("
+                               "'pg_logical_emit_message(boolean,text,text)', 'EXECUTE')",
+                               PGRES_TUPLES_OK, &err);
+    if (res == NULL) {
+        sp_check_fail(chk, NULL, "%s", err.msg);
+        return;
+    }
+    bool can_emit = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (conf->snapshot_watermark == SP_PG_WATERMARK_MESSAGE && !can_emit) {
+        sp_check_fail(chk,
+                      "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO "
+                      "the role, or set snapshot_watermark: lsn (or auto)",
+                      "snapshot_watermark: message, but the role may not call "
+                      "pg_logical_emit_message");
+    } else {
+        bool msg = conf->snapshot_watermark == SP_PG_WATERMARK_MESSAGE ||
+                   (conf->snapshot_watermark == SP_PG_WATERMARK_AUTO && can_emit);
+        sp_check_ok(chk, "snapshots use %s watermarks%s", msg ? "message" : "lsn",
+                    msg ? " (pg_logical_emit_message)"
+                        : " (WAL positions; the role may not call pg_logical_emit_message)");
+    }
+    if (!can_emit) {
+        sp_check_warn(chk,
+                      "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO "
+                      "the role that runs siphon snapshot",
+                      "siphon snapshot (on-demand re-snapshots) writes its request with "
+                      "pg_logical_emit_message, which this role may not call");
+    }
+    for (int i = 0; i < src->ntables; i++) {
+        const struct sp_table_ref *t = &src->tables[i];
+        char *q = sp_xasprintf("%s.%s", t->schema, t->table);
+        const char *params[1] = {q};
+        sp_err_clear(&err);
+        res = sp_pg_exec_params(conn,
+                                "SELECT CASE WHEN to_regclass(quote_ident(split_part($1, '.', 1)) "
+                                "|| '.' || quote_ident(split_part($1, '.', 2))) IS NULL THEN NULL "
+                                "ELSE has_table_privilege(quote_ident(split_part($1, '.', 1)) || "
+                                "'.' || quote_ident(split_part($1, '.', 2)), 'SELECT') END",
+                                1, params, PGRES_TUPLES_OK, &err);
+        if (res != NULL && !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+            sp_check_fail(chk, "GRANT SELECT ON the table TO the role",
+                          "table %s: the role may not SELECT from it (snapshots read it)", q);
+        }
+        PQclear(res);
+        free(q);
+    }
+    if (conf->snapshot == SP_PG_SNAPSHOT_INITIAL && src->state_dir == NULL) {
+        sp_check_warn(chk, "set state_dir (settings), or snapshot: never",
+                      "snapshot: initial needs state_dir when siphon creates the slot");
+    }
+}
+
 int sp_pg_check(struct sp_source *src, struct sp_check *chk);
 
 static void check_wal_level(PGconn *conn, struct sp_check *chk)
@@ -268,6 +328,7 @@ int sp_pg_check(struct sp_source *src, struct sp_check *chk)
         check_slot(conn, conf, chk);
         check_publication(conn, conf, src, chk);
         check_tables(conn, src, chk);
+        check_snapshots(conn, conf, src, chk);
         PQfinish(conn);
     }
     conf->slot = slot;
