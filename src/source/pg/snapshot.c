@@ -77,10 +77,15 @@ struct snap_job {
     char *sql_next;
     int64_t est_rows;
     struct snap_chunk *chunk;
-    bool awaiting_ack;
+    bool awaiting_ack; /* a keyed job reads its next chunk once this one is acknowledged */
     bool final_emitted;
-    char **emit_key;
-    uint64_t emit_rows;
+    /* Chunks emitted and not yet acknowledged, oldest first (acknowledged in order). */
+    struct snap_pending {
+        uint64_t rows;
+        bool final;
+        char **key; /* last key read, or NULL */
+    } * pend;
+    int npend;
     int64_t started_ms;
     uint64_t rows_at_start;
     int64_t last_log_ms;
@@ -295,7 +300,10 @@ static void job_free(struct snap_job *j)
 {
     strv_free(j->streams, strv_len(j->streams));
     strv_free(j->last_key, j->nkey);
-    strv_free(j->emit_key, j->nkey);
+    for (int i = 0; i < j->npend; i++) {
+        strv_free(j->pend[i].key, j->nkey);
+    }
+    free(j->pend);
     free(j->schema);
     free(j->table);
     free(j->where);
@@ -1237,15 +1245,19 @@ static void job_done_cb(void *ctx)
 {
     struct snap_job *j = ctx;
     struct sp_snap *s = j->s;
-    j->awaiting_ack = false;
-    j->rows += j->emit_rows;
-    j->emit_rows = 0;
-    if (j->emit_key != NULL) {
-        strv_free(j->last_key, j->nkey);
-        j->last_key = j->emit_key;
-        j->emit_key = NULL;
+    if (j->npend == 0) {
+        return;
     }
-    if (j->final_emitted) {
+    struct snap_pending p = j->pend[0];
+    memmove(j->pend, j->pend + 1, sizeof(*j->pend) * (size_t)(j->npend - 1));
+    j->npend--;
+    j->awaiting_ack = j->npend > 0;
+    j->rows += p.rows;
+    if (p.key != NULL) {
+        strv_free(j->last_key, j->nkey);
+        j->last_key = p.key;
+    }
+    if (p.final) {
         j->status = JOB_DONE;
     }
     state_save_or_warn(s);
@@ -1350,13 +1362,16 @@ static int emit_rows(struct sp_snap *s, struct snap_job *j, PGresult *res, int n
         }
     }
     sp_buf_fini(&key);
-    j->emit_rows = emitted;
     j->final_emitted = final;
+    j->pend = sp_xrealloc(j->pend, sizeof(*j->pend) * (size_t)(j->npend + 1));
+    struct snap_pending *p = &j->pend[j->npend++];
+    p->rows = emitted;
+    p->final = final;
+    p->key = NULL;
     if (n > 0 && j->nkey > 0) {
-        strv_free(j->emit_key, j->nkey);
-        j->emit_key = sp_xcalloc((size_t)j->nkey + 1, sizeof(char *));
+        p->key = sp_xcalloc((size_t)j->nkey + 1, sizeof(char *));
         for (int k = 0; k < j->nkey; k++) {
-            j->emit_key[k] = sp_xstrdup(PQgetvalue(res, n - 1, j->keyidx[k]));
+            p->key[k] = sp_xstrdup(PQgetvalue(res, n - 1, j->keyidx[k]));
         }
     }
     j->awaiting_ack = true;
@@ -1450,6 +1465,8 @@ bool sp_snap_on_event(struct sp_snap *s, struct sp_event *ev, struct sp_err *err
     *rc = 0;
     switch (ev->op) {
     case SP_OP_BEGIN:
+        /* A transaction cut by a lost connection is resent whole: not inside one now. */
+        s->in_txn = false;
         /* Every transaction committed before this one has been handled. */
         if (ev->commit_lsn > s->pos) {
             s->pos = ev->commit_lsn;
@@ -1690,10 +1707,6 @@ static int whole_step(struct sp_snap *s, struct snap_job *j, struct sp_err *err)
         return rc;
     }
     if (!final) {
-        /* Counted now: a whole read never resumes, so acknowledgements only end it. */
-        j->rows += j->emit_rows;
-        j->emit_rows = 0;
-        j->awaiting_ack = false;
         job_log_progress(s, j, false);
         return 0;
     }
