@@ -148,7 +148,11 @@ static int nk_encode_row(const struct sp_format *fmt, const struct sp_event *ev,
     sp_buf_putc(value, ',');
     nk_put_occurred_at(ev, value);
     sp_buf_puts(value, "},\"data\":");
-    return sp_format_json_row(fmt, ev, tup, keys_only, value, err);
+    int rc = sp_format_json_row(fmt, ev, tup, keys_only, value, err);
+    if (rc == 0) {
+        sp_buf_putc(value, '}');
+    }
+    return rc;
 }
 
 /* Appends "key":val to out, with a comma unless it is the first member. */
