@@ -950,6 +950,10 @@ static void nk_finish(struct sp_sink *sk, struct nk_group *g, CURLcode cc)
                             "rejected ones",
                             g->name, why);
             } else {
+                if (settled > 0) {
+                    /* Progress: a partly failing broker, not a dead one; keep the backoff short. */
+                    g->attempt = 0;
+                }
                 nk_retry_later(sk, g, why);
             }
         } else {
