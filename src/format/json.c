@@ -258,14 +258,8 @@ static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct 
     }
     if (rc < 0) {
         /* Leave both buffers as they were: the event goes to the recovery policy. */
-        key->len = key_mark;
-        value->len = value_mark;
-        if (key->data != NULL) {
-            key->data[key_mark] = '\0';
-        }
-        if (value->data != NULL) {
-            value->data[value_mark] = '\0';
-        }
+        sp_buf_truncate(key, key_mark);
+        sp_buf_truncate(value, value_mark);
     }
     return rc;
 }

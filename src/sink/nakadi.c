@@ -376,6 +376,20 @@ static int nk_state_new(struct sp_sink *sk, struct nk_state **out, struct sp_err
     return 0;
 }
 
+/* Removes the job's requests in flight and frees it. */
+static void nk_job_drop(struct nk_state *st, struct nk_job *job)
+{
+    for (int i = 0; i < job->ngroups; i++) {
+        if (job->groups[i].easy != NULL) {
+            curl_multi_remove_handle(st->multi, job->groups[i].easy);
+            curl_easy_cleanup(job->groups[i].easy);
+            job->groups[i].easy = NULL;
+            st->inflight--;
+        }
+    }
+    nk_job_free(job);
+}
+
 static void nk_state_free(struct nk_state *st)
 {
     if (st == NULL) {
@@ -384,13 +398,7 @@ static void nk_state_free(struct nk_state *st)
     while (st->jobs != NULL) {
         struct nk_job *job = st->jobs;
         st->jobs = job->next;
-        for (int i = 0; i < job->ngroups; i++) {
-            if (job->groups[i].easy != NULL) {
-                curl_multi_remove_handle(st->multi, job->groups[i].easy);
-                curl_easy_cleanup(job->groups[i].easy);
-            }
-        }
-        nk_job_free(job);
+        nk_job_drop(st, job);
     }
     if (st->multi != NULL) {
         curl_multi_cleanup(st->multi);
@@ -1110,16 +1118,8 @@ static void nk_give_back(struct sp_sink *sk, const char *why)
     while (st->jobs != NULL) {
         struct nk_job *job = st->jobs;
         st->jobs = job->next;
-        for (int i = 0; i < job->ngroups; i++) {
-            if (job->groups[i].easy != NULL) {
-                curl_multi_remove_handle(st->multi, job->groups[i].easy);
-                curl_easy_cleanup(job->groups[i].easy);
-                job->groups[i].easy = NULL;
-                st->inflight--;
-            }
-        }
         struct sp_batch *b = job->b;
-        nk_job_free(job);
+        nk_job_drop(st, job);
         sp_batch_done(b, SP_ESTOPPED, &e);
     }
 }

@@ -333,10 +333,7 @@ int sp_json_str(struct sp_json_span v, struct sp_buf *out)
     size_t mark = out->len;
     const char *q = json_string(p, end, out);
     if (q == NULL || sp_json_ws(q, end) != end) {
-        out->len = mark;
-        if (out->data != NULL) {
-            out->data[mark] = '\0';
-        }
+        sp_buf_truncate(out, mark);
         return -1;
     }
     return 0;
