@@ -13,8 +13,10 @@ extern const struct sp_sink_ops sp_sink_null;
 extern const struct sp_sink_ops sp_sink_nats;
 extern const struct sp_sink_ops sp_sink_kafka;
 extern const struct sp_sink_ops sp_sink_redis;
+extern const struct sp_sink_ops sp_sink_nakadi;
 extern const struct sp_format_ops sp_format_json;
 extern const struct sp_format_ops sp_format_debezium;
+extern const struct sp_format_ops sp_format_nakadi;
 
 const struct sp_source_ops *const sp_registry_sources[] = {
     &sp_source_postgres,
@@ -22,13 +24,14 @@ const struct sp_source_ops *const sp_registry_sources[] = {
 };
 
 const struct sp_sink_ops *const sp_registry_sinks[] = {
-    &sp_sink_file,  &sp_sink_kafka,  &sp_sink_nats, &sp_sink_null,
-    &sp_sink_redis, &sp_sink_stdout, NULL,
+    &sp_sink_file, &sp_sink_kafka, &sp_sink_nakadi, &sp_sink_nats,
+    &sp_sink_null, &sp_sink_redis, &sp_sink_stdout, NULL,
 };
 
 const struct sp_format_ops *const sp_registry_formats[] = {
     &sp_format_json,
     &sp_format_debezium,
+    &sp_format_nakadi,
     NULL,
 };
 

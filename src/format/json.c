@@ -8,6 +8,8 @@
  * This file only encodes; it does not decide which events exist (BEGIN and
  * COMMIT never reach a format) nor where records go.
  */
+#include "format/json.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,10 +93,9 @@ static int json_put_value(const struct sp_format *fmt, const struct sp_event *ev
     }
 }
 
-/* {"col": value, ...} of tup; only the key columns when keys_only. */
-static int json_put_row(const struct sp_format *fmt, const struct sp_event *ev,
-                        const struct sp_tuple *tup, bool keys_only, struct sp_buf *out,
-                        struct sp_err *err)
+int sp_format_json_row(const struct sp_format *fmt, const struct sp_event *ev,
+                       const struct sp_tuple *tup, bool keys_only, struct sp_buf *out,
+                       struct sp_err *err)
 {
     const struct sp_relation *rel = ev->rel;
     if (tup->ncols != rel->ncols) {
@@ -130,7 +131,7 @@ static int json_put_tuple_or_null(const struct sp_format *fmt, const struct sp_e
         sp_buf_puts(out, "null");
         return 0;
     }
-    return json_put_row(fmt, ev, tup, keys_only, out, err);
+    return sp_format_json_row(fmt, ev, tup, keys_only, out, err);
 }
 
 /*
@@ -182,9 +183,15 @@ static void json_put_source(const struct sp_event *ev, struct sp_buf *out)
 }
 
 /* The key object; left empty when the relation has no key columns or no row carries them. */
-static int json_put_key(const struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *key,
-                        struct sp_err *err)
+int sp_format_json_key(const struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *key,
+                       struct sp_err *err)
 {
+    if (ev->op == SP_OP_MESSAGE) {
+        sp_buf_puts(key, "{\"prefix\":");
+        json_put_str(key, ev->msg_prefix);
+        sp_buf_putc(key, '}');
+        return 0;
+    }
     if (ev->rel == NULL || sp_relation_nkeys(ev->rel) == 0) {
         return 0;
     }
@@ -192,7 +199,7 @@ static int json_put_key(const struct sp_format *fmt, const struct sp_event *ev, 
     if (tup == NULL) {
         return 0;
     }
-    return json_put_row(fmt, ev, tup, true, key, err);
+    return sp_format_json_row(fmt, ev, tup, true, key, err);
 }
 
 static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *value,
@@ -245,27 +252,14 @@ static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct 
 {
     size_t key_mark = key->len;
     size_t value_mark = value->len;
-    int rc = 0;
-    if (ev->op == SP_OP_MESSAGE) {
-        sp_buf_puts(key, "{\"prefix\":");
-        json_put_str(key, ev->msg_prefix);
-        sp_buf_putc(key, '}');
-    } else {
-        rc = json_put_key(fmt, ev, key, err);
-    }
+    int rc = sp_format_json_key(fmt, ev, key, err);
     if (rc == 0) {
         rc = json_encode_value(fmt, ev, value, err);
     }
     if (rc < 0) {
         /* Leave both buffers as they were: the event goes to the recovery policy. */
-        key->len = key_mark;
-        value->len = value_mark;
-        if (key->data != NULL) {
-            key->data[key_mark] = '\0';
-        }
-        if (value->data != NULL) {
-            value->data[value_mark] = '\0';
-        }
+        sp_buf_truncate(key, key_mark);
+        sp_buf_truncate(value, value_mark);
     }
     return rc;
 }

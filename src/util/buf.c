@@ -29,6 +29,16 @@ void sp_buf_reset(struct sp_buf *b)
     }
 }
 
+void sp_buf_truncate(struct sp_buf *b, size_t len)
+{
+    if (len <= b->len) {
+        b->len = len;
+        if (b->data != NULL) {
+            b->data[len] = '\0';
+        }
+    }
+}
+
 void sp_buf_reserve(struct sp_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;

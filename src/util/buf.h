@@ -22,6 +22,8 @@ struct sp_buf {
 void sp_buf_init(struct sp_buf *b);
 void sp_buf_fini(struct sp_buf *b);
 void sp_buf_reset(struct sp_buf *b);
+/* Cuts b back to its first len bytes (len <= b->len). */
+void sp_buf_truncate(struct sp_buf *b, size_t len);
 void sp_buf_reserve(struct sp_buf *b, size_t extra);
 void sp_buf_append(struct sp_buf *b, const void *p, size_t n);
 void sp_buf_puts(struct sp_buf *b, const char *s);

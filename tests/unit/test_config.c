@@ -860,7 +860,7 @@ static void undefined_references(void **state)
         "   15 |     recovery: {type: dead_letter, sink: letters}\n"
         "      |                                         ^~~~~~~\n"
         "siphon.yaml:16:13: error: stream \"orders-to-bus\": unknown format \"jsonl\" "
-        "(available formats: json, debezium)\n"
+        "(available formats: json, debezium, nakadi)\n"
         "   16 |     format: jsonl\n"
         "      |             ^~~~~\n"
         "  hint: did you mean \"json\"?\n");
