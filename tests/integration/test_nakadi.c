@@ -147,6 +147,7 @@ static void setup_test(struct fixture *fx, const char *name, const char *tables_
                        "sources:\n"
                        "  db:\n"
                        "    type: postgres\n"
+                       "    snapshot: never\n"
                        "    connection: \"%s\"\n"
                        "    slot: %s\n"
                        "    publication: p_nk_%s\n"

@@ -286,7 +286,7 @@ static void bad_config_exits_2_with_file_and_line_before_touching_the_server(voi
     char *log = cdc_keep(&fx->strs, sp_test_asprintf("%s/bad.log", fx->tmp));
     int port = 0;
     fx->listen_fd = listen_local(&port);
-    /* Two mistakes, on lines 7 and 18: both are reported in one run. */
+    /* Two mistakes, on lines 8 and 19: both are reported in one run. */
     sp_test_write_file(cfg,
                        "sources:\n"
                        "  db:\n"
@@ -317,11 +317,11 @@ static void bad_config_exits_2_with_file_and_line_before_touching_the_server(voi
     cdc_keep(&fx->strs, text);
     fprintf(stderr, "%s", text);
     assert_int_equal(st, 2);
-    char *at7 = cdc_keep(&fx->strs, sp_test_asprintf("%s:7:", cfg));
-    char *at18 = cdc_keep(&fx->strs, sp_test_asprintf("%s:18:", cfg));
-    assert_non_null(strstr(text, at7));
+    char *at8 = cdc_keep(&fx->strs, sp_test_asprintf("%s:8:", cfg));
+    char *at19 = cdc_keep(&fx->strs, sp_test_asprintf("%s:19:", cfg));
+    assert_non_null(strstr(text, at8));
     assert_non_null(strstr(text, "slott"));
-    assert_non_null(strstr(text, at18));
+    assert_non_null(strstr(text, at19));
     assert_non_null(strstr(text, "memory_limit"));
 
     /* No connection was attempted ("the server" never saw one) and no file was created. */
