@@ -16,7 +16,8 @@
  * and Jackson's string escaping.
  *
  * This file only encodes; it does not decide which events exist nor where the
- * records go. It keeps no state between events.
+ * records go. It keeps no state between events. Flows may override parts:
+ * an outbox event's payload is the whole value, a route's key the key.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -2193,7 +2194,17 @@ static int dbz_encode(struct sp_format *fmt, const struct sp_event *ev, struct s
 {
     size_t key_mark = key->len;
     size_t value_mark = value->len;
-    int rc = dbz_encode_key(fmt, ev, key, err);
+    int rc = 0;
+    if (ev->key_override != NULL) {
+        sp_buf_append(key, ev->key_override, ev->key_override_len);
+    } else {
+        rc = dbz_encode_key(fmt, ev, key, err);
+    }
+    if (rc == 0 && ev->payload != NULL) {
+        /* an outbox event: the business event is the value (Debezium's outbox event router) */
+        sp_buf_append(value, ev->payload, ev->payload_len);
+        return 0;
+    }
     if (rc == 0) {
         rc = dbz_encode_value(fmt, ev, value, err);
     }

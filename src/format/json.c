@@ -5,6 +5,10 @@
  * JSON values converted by source/pg/types.c. The key is the object of the
  * replica identity columns.
  *
+ * Flows (src/flow) may override parts: an outbox event's payload is the
+ * whole value; a route's key replaces the key; an outbox row id replaces
+ * the id.
+ *
  * This file only encodes; it does not decide which events exist (BEGIN and
  * COMMIT never reach a format) nor where records go.
  */
@@ -235,7 +239,7 @@ static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, s
     sp_buf_put_i64(value, json_us_to_ms(json_clock()));
     char id[SP_EVENT_ID_BUFSZ];
     sp_buf_puts(value, ",\"id\":");
-    json_put_str(value, sp_event_id(ev, id));
+    json_put_str(value, ev->id_override != NULL ? ev->id_override : sp_event_id(ev, id));
     sp_buf_putc(value, '}');
     return 0;
 }
@@ -246,7 +250,17 @@ static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct 
     size_t key_mark = key->len;
     size_t value_mark = value->len;
     int rc = 0;
-    if (ev->op == SP_OP_MESSAGE) {
+    if (ev->payload != NULL) {
+        /* an outbox event: the business event is the value, as the application wrote it */
+        if (ev->key_override != NULL) {
+            sp_buf_append(key, ev->key_override, ev->key_override_len);
+        }
+        sp_buf_append(value, ev->payload, ev->payload_len);
+        return 0;
+    }
+    if (ev->key_override != NULL) {
+        sp_buf_append(key, ev->key_override, ev->key_override_len);
+    } else if (ev->op == SP_OP_MESSAGE) {
         sp_buf_puts(key, "{\"prefix\":");
         json_put_str(key, ev->msg_prefix);
         sp_buf_putc(key, '}');
