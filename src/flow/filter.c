@@ -618,8 +618,10 @@ static struct fx *fx_parse_in(struct fx_parser *p, struct fx *left)
         }
         x->items = sp_xrealloc(x->items, sizeof(*x->items) * (size_t)(x->nitems + 1));
         x->items[x->nitems++] = item;
+        /* every item must fit the left side, and (when the left side is a column) each other */
         struct fx cmp = {.kind = FX_CMP, .op = T_EQ, .a = left, .b = item};
-        if (!fx_check_cmp(p, &cmp)) {
+        struct fx first = {.kind = FX_CMP, .op = T_EQ, .a = x->items[0], .b = item};
+        if (!fx_check_cmp(p, &cmp) || !fx_check_cmp(p, &first)) {
             fx_free(x);
             return NULL;
         }

@@ -168,7 +168,7 @@ static int fp_parse_root(struct fp_rd *r, struct sp_fpath *p, bool *columns)
         size_t nf = src ? SP_ARRAY_LEN(fp_source_fields) : SP_ARRAY_LEN(fp_message_fields);
         char *field = NULL;
         size_t flen = 0;
-        size_t fat = r->pos + 1;
+        size_t fat = r->pos < r->len && r->s[r->pos] == '.' ? r->pos + 1 : at;
         if (r->pos >= r->len || r->s[r->pos] != '.' ||
             (r->pos++, !fp_read_ident(r, &field, &flen))) {
             free(name);
