@@ -2196,7 +2196,8 @@ static int dbz_encode(struct sp_format *fmt, const struct sp_event *ev, struct s
     size_t value_mark = value->len;
     int rc = 0;
     if (ev->key_override != NULL) {
-        sp_buf_append(key, ev->key_override, ev->key_override_len);
+        /* a JSON string, as the JSON converter writes the outbox router's key */
+        dbz_put_str(key, ev->key_override, ev->key_override_len);
     } else {
         rc = dbz_encode_key(fmt, ev, key, err);
     }

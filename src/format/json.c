@@ -6,8 +6,9 @@
  * replica identity columns.
  *
  * Flows (src/flow) may override parts: an outbox event's payload is the
- * whole value; a route's key replaces the key; an outbox row id replaces
- * the id.
+ * whole value; a route's key replaces the key (as a JSON string, like
+ * Debezium's outbox router under the JSON converter); an outbox row id
+ * replaces the id.
  *
  * This file only encodes; it does not decide which events exist (BEGIN and
  * COMMIT never reach a format) nor where records go.
@@ -253,13 +254,13 @@ static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct 
     if (ev->payload != NULL) {
         /* an outbox event: the business event is the value, as the application wrote it */
         if (ev->key_override != NULL) {
-            sp_buf_append(key, ev->key_override, ev->key_override_len);
+            sp_buf_put_json_str(key, ev->key_override, ev->key_override_len);
         }
         sp_buf_append(value, ev->payload, ev->payload_len);
         return 0;
     }
     if (ev->key_override != NULL) {
-        sp_buf_append(key, ev->key_override, ev->key_override_len);
+        sp_buf_put_json_str(key, ev->key_override, ev->key_override_len);
     } else if (ev->op == SP_OP_MESSAGE) {
         sp_buf_puts(key, "{\"prefix\":");
         json_put_str(key, ev->msg_prefix);
