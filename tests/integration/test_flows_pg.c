@@ -305,11 +305,177 @@ static void filtered_stream_delivers_exactly_the_matching_events(void **state)
     sp_test_free_lines(lines);
 }
 
+/* ---- outbox ------------------------------------------------------------------ */
+
+/* One transaction writing a business row and every kind of outbox event for order n. */
+static void outbox_txn(struct fixture *fx, int n, bool commit)
+{
+    sp_test_sql(fx->conn,
+                "BEGIN;"
+                "INSERT INTO biz_orders VALUES (%d, 'new');"
+                "INSERT INTO ob_dbz VALUES ('00000000-0000-4000-8000-%012d', 'Order', "
+                "'order-%d', 'OrderCreated', '{\"order\": %d}');"
+                "INSERT INTO ob_gen (event_payload) VALUES "
+                "('{\"metadata\": {\"eid\": \"e%d\"}, \"order\": %d}');"
+                "INSERT INTO ob_data (data_type, data_op, metadata, data) VALUES "
+                "('shop.order', 'C', NULL, '{\"order\": %d}');"
+                "SELECT pg_logical_emit_message(true, 'shop', '{\"order\": %d}');"
+                "%s",
+                n, n, n, n, n, n, n, n, commit ? "COMMIT" : "ROLLBACK");
+}
+
+/* Every XRANGE entry's field value; n entries expected. */
+static char **redis_values(struct fixture *fx, const char *key, const char *field, size_t n)
+{
+    struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
+    redisContext *rc = redisConnectWithTimeout("127.0.0.1", sp_test_redis_port(fx->redis), tv);
+    assert_non_null(rc);
+    if (rc->err != 0) {
+        FAIL_MSG("redis: %s", rc->errstr);
+    }
+    redisReply *rep = redisCommand(rc, "XRANGE %s - +", key);
+    assert_non_null(rep);
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "redis stream %s: type %d, %zu entries, expected %zu", key,
+                 rep->type, rep->type == REDIS_REPLY_ARRAY ? rep->elements : 0, n);
+        freeReplyObject(rep);
+        redisFree(rc);
+        FAIL_MSG("%s", msg);
+    }
+    char **out = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        redisReply *fields = rep->element[i]->element[1];
+        for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+            if (strcmp(fields->element[f]->str, field) == 0) {
+                out[i] = strdup(fields->element[f + 1]->str);
+            }
+        }
+        assert_non_null(out[i]);
+    }
+    freeReplyObject(rep);
+    redisFree(rc);
+    return out;
+}
+
+static void outbox_kinds_deliver_iff_committed(void **state)
+{
+    struct fixture *fx = *state;
+    if (!sp_test_redis_available()) {
+        FAIL_MSG("redis-server is not installed (scripts/setup.sh installs it)");
+    }
+    fx->redis = sp_test_redis_start();
+    sp_test_sql(fx->conn,
+                "CREATE TABLE biz_orders (id int PRIMARY KEY, status text);"
+                "CREATE TABLE ob_dbz (id uuid PRIMARY KEY, aggregatetype text, aggregateid text, "
+                "type text, payload jsonb);"
+                "CREATE TABLE ob_gen (id bigserial PRIMARY KEY, event_payload json);"
+                "CREATE TABLE ob_data (id bigserial PRIMARY KEY, data_type text, data_op text, "
+                "metadata jsonb, data jsonb)");
+    char *sinks = sp_test_asprintf("  bus: {type: redis, url: \"%s\"}\n"
+                                   "  gen: {type: file, path: @DIR@/gen.jsonl}\n"
+                                   "  data: {type: file, path: @DIR@/data.jsonl}\n"
+                                   "  msg: {type: file, path: @DIR@/msg.jsonl}\n"
+                                   "  biz: {type: file, path: @DIR@/biz.jsonl}\n",
+                                   sp_test_redis_url(fx->redis));
+    siphon_start(fx, "outbox", sinks,
+                 "  - name: dbz\n"
+                 "    source: db\n"
+                 "    tables: [ob_dbz]\n"
+                 "    messages: false\n"
+                 "    sink: bus\n"
+                 "    flows:\n"
+                 "      - outbox: {kind: debezium}\n"
+                 "  - name: gen\n"
+                 "    source: db\n"
+                 "    tables: [ob_gen]\n"
+                 "    messages: false\n"
+                 "    sink: gen\n"
+                 "    flows:\n"
+                 "      - outbox: {kind: fes_generic, payload_column: event_payload}\n"
+                 "  - name: data\n"
+                 "    source: db\n"
+                 "    tables: [ob_data]\n"
+                 "    messages: false\n"
+                 "    sink: data\n"
+                 "    flows:\n"
+                 "      - outbox: {kind: fes_data, table: public.ob_data}\n"
+                 "  - name: msg\n"
+                 "    source: db\n"
+                 "    tables: [biz_orders]\n"
+                 "    sink: msg\n"
+                 "    flows:\n"
+                 "      - filter: \"op == 'm'\"\n"
+                 "      - outbox: {kind: message, prefixes: [shop]}\n"
+                 "  - name: biz\n"
+                 "    source: db\n"
+                 "    tables: [biz_orders]\n"
+                 "    messages: false\n"
+                 "    sink: biz\n");
+    free(sinks);
+    outbox_txn(fx, 1, true);
+    outbox_txn(fx, 2, false);
+    /* a cleanup job and an update of outbox rows: nothing is delivered */
+    sp_test_sql(fx->conn, "DELETE FROM ob_dbz; DELETE FROM ob_gen; UPDATE ob_data SET data_op = "
+                          "'U'; DELETE FROM ob_data");
+    outbox_txn(fx, 3, true);
+    wait_lines(fx, "gen.jsonl", 2);
+    wait_lines(fx, "data.jsonl", 2);
+    wait_lines(fx, "msg.jsonl", 2);
+    wait_lines(fx, "biz.jsonl", 2);
+    siphon_stop(fx);
+
+    const int committed[] = {1, 3};
+    char **gen = lines_of(fx, "gen.jsonl", 2);
+    char **data = lines_of(fx, "data.jsonl", 2);
+    char **msg = lines_of(fx, "msg.jsonl", 2);
+    char **biz = lines_of(fx, "biz.jsonl", 2);
+    char **dbz_values = redis_values(fx, "outbox.event.Order", "value", 2);
+    char **dbz_ids = redis_values(fx, "outbox.event.Order", "id", 2);
+    char **dbz_keys = redis_values(fx, "outbox.event.Order", "key", 2);
+    for (int i = 0; i < 2; i++) {
+        char n[16];
+        char eid[16];
+        char *v;
+        snprintf(n, sizeof(n), "%d", committed[i]);
+        snprintf(eid, sizeof(eid), "e%d", committed[i]);
+        /* (a) the payload column's JSON is the event */
+        assert_at(gen[i], "order", n);
+        assert_at(gen[i], "metadata.eid", eid);
+        assert_at(gen[i], "key", NULL);
+        /* (b) a Nakadi data change event */
+        assert_at(data[i], "data_type", "shop.order");
+        assert_at(data[i], "data_op", "C");
+        assert_at(data[i], "data.order", n);
+        /* (c) Debezium's router: destination, key aggregateid, id the row's id */
+        assert_at(dbz_values[i], "order", n);
+        v = sp_test_asprintf("00000000-0000-4000-8000-%012d", committed[i]);
+        assert_string_equal(dbz_ids[i], v);
+        free(v);
+        v = sp_test_asprintf("\"order-%d\"", committed[i]);
+        assert_string_equal(dbz_keys[i], v);
+        free(v);
+        /* (d) the logical decoding message is the event */
+        assert_at(msg[i], "order", n);
+        assert_at(msg[i], "key", NULL);
+        /* the business rows of the same transactions */
+        assert_at(biz[i], "after.id", n);
+    }
+    sp_test_free_lines(gen);
+    sp_test_free_lines(data);
+    sp_test_free_lines(msg);
+    sp_test_free_lines(biz);
+    sp_test_free_lines(dbz_values);
+    sp_test_free_lines(dbz_ids);
+    sp_test_free_lines(dbz_keys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(filtered_stream_delivers_exactly_the_matching_events,
                                   test_cleanup),
+        cmocka_unit_test_teardown(outbox_kinds_deliver_iff_committed, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("flows_pg", tests, group_setup, group_teardown);
 }
