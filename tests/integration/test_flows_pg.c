@@ -470,12 +470,103 @@ static void outbox_kinds_deliver_iff_committed(void **state)
     sp_test_free_lines(dbz_keys);
 }
 
+/* ---- masking --------------------------------------------------------------- */
+
+/* Fails if any file in dir holds needle (files of the run: outputs, dead letters, logs). */
+static void assert_nowhere(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    int files = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+        char *path = sp_test_asprintf("%s/%s", dir, de->d_name);
+        size_t len = 0;
+        char *text = sp_test_read_file(path, &len);
+        bool found = text != NULL && memmem(text, len, needle, strlen(needle)) != NULL;
+        free(text);
+        files++;
+        if (found) {
+            closedir(d);
+            FAIL_MSG("\"%s\" appears in %s", needle, path);
+        }
+        free(path);
+    }
+    closedir(d);
+    assert_true(files >= 5); /* config, stdout, stderr, output, dead letters */
+}
+
+static void masked_values_reach_no_output_dead_letter_or_log(void **state)
+{
+    struct fixture *fx = *state;
+    /* sha256("s3cr3t-salt" + "very.secret@example.com") */
+    const char *hash = "c96d8c31d2665a1cae643b43cf9188bd9144673ec928c961a20ffef3b2ba22d8";
+    sp_test_sql(fx->conn, "CREATE TABLE m_customers (id int PRIMARY KEY, region text, email text, "
+                          "card text, note text);"
+                          "ALTER TABLE m_customers REPLICA IDENTITY FULL");
+    setenv("MASK_SALT", "s3cr3t-salt", 1);
+    siphon_start(fx, "mask",
+                 "  out: {type: file, path: @DIR@/out.jsonl}\n"
+                 "  dead: {type: file, path: @DIR@/dead.jsonl}\n",
+                 "  - name: s\n"
+                 "    source: db\n"
+                 "    tables: [m_customers]\n"
+                 "    sink: out\n"
+                 "    recovery: {type: dead_letter, sink: dead}\n"
+                 "    flows:\n"
+                 "      - route: {key: \"{after.region}\"}\n"
+                 "      - mask:\n"
+                 "          m_customers:\n"
+                 "            email: {hash: sha256, salt: \"${MASK_SALT}\"}\n"
+                 "            card: {replace: 4}\n"
+                 "            note: {truncate: 3}\n");
+    unsetenv("MASK_SALT");
+    sp_test_sql(fx->conn, "INSERT INTO m_customers VALUES (1, 'eu', 'very.secret@example.com', "
+                          "'4111111111111111', 'confidential-note')");
+    /* the poison event: no region for the key template, so the route flow rejects it */
+    sp_test_sql(fx->conn, "UPDATE m_customers SET region = NULL WHERE id = 1");
+    sp_test_sql(fx->conn, "INSERT INTO m_customers VALUES (2, 'us', 'very.secret@example.com', "
+                          "'4111111111111111', 'confidential-note')");
+    wait_lines(fx, "out.jsonl", 2);
+    wait_lines(fx, "dead.jsonl", 1);
+    siphon_stop(fx);
+
+    char **out = lines_of(fx, "out.jsonl", 2);
+    char **dead = lines_of(fx, "dead.jsonl", 1);
+    assert_at(out[0], "key", "eu");
+    assert_at(out[0], "after.email", hash);
+    assert_at(out[0], "after.card", "****");
+    assert_at(out[0], "after.note", "con");
+    assert_at(out[1], "key", "us");
+    /* the dead letter: the error, and the event masked although it failed before the mask */
+    char *err = sp_test_json_get(dead[0], "error");
+    assert_non_null(strstr(err, "{after.region} is null"));
+    free(err);
+    assert_at(dead[0], "event.before.email", hash);
+    assert_at(dead[0], "event.after.card", "****");
+    assert_at(dead[0], "event.after.note", "con");
+    sp_test_free_lines(out);
+    sp_test_free_lines(dead);
+    char *log = sp_test_read_file(fx->err, NULL);
+    assert_non_null(strstr(log, "goes to dead-letter sink \"dead\""));
+    free(log);
+
+    assert_nowhere(fx->dir, "very.secret");
+    assert_nowhere(fx->dir, "4111111111111111");
+    assert_nowhere(fx->dir, "confidential");
+    assert_nowhere(fx->dir, "s3cr3t-salt");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(filtered_stream_delivers_exactly_the_matching_events,
                                   test_cleanup),
         cmocka_unit_test_teardown(outbox_kinds_deliver_iff_committed, test_cleanup),
+        cmocka_unit_test_teardown(masked_values_reach_no_output_dead_letter_or_log, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("flows_pg", tests, group_setup, group_teardown);
 }
