@@ -1100,6 +1100,8 @@ static void filter_free(struct sp_flow *fl)
 
 const struct sp_flow_ops sp_flow_filter = {
     .name = "filter",
+    .usage = "an expression string (docs/flow-filter.md), e.g. `- filter: \"op == 'u' && "
+             "changed(status)\"`",
     .summary = "pass only the events an expression matches",
     .compile = filter_compile,
     .apply = filter_apply,

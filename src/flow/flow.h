@@ -52,9 +52,14 @@ enum sp_flow_rc {
     SP_FLOW_EMIT = 2, /* the events pushed to out (new ones, zero or more) replace it */
 };
 
+struct sp_opt;
+
 struct sp_flow_ops {
-    const char *name;    /* the key in a `flows:` item, e.g. "filter" */
-    const char *summary; /* one line, for docs */
+    const char *name;          /* the key in a `flows:` item, e.g. "filter" */
+    const char *summary;       /* one line, for docs */
+    const char *usage;         /* for docs: the value the flow takes, with an example */
+    const struct sp_opt *opts; /* for docs: the options of that value (or of each table's
+                                * value), if it is a mapping; may be NULL */
     /*
      * Build fl->state from node (the value under the flow's name). Reports
      * every problem to cc->d with its location and returns SP_EINVAL, or 0.
@@ -139,7 +144,6 @@ void sp_flow_scalar_loc(const struct sp_flow_cctx *cc, const struct sp_node *nod
 
 /* A flow's option mapping filled from an option table (config/schema.c); label (e.g.
  * `flow "route"`) follows cc->what in messages. Returns the number of errors. */
-struct sp_opt;
 int sp_flow_opts(const struct sp_flow_cctx *cc, const char *label, const struct sp_opt *opts,
                  struct sp_node *node, void *conf);
 

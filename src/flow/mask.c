@@ -343,6 +343,10 @@ static void mask_free(struct sp_flow *fl)
 
 const struct sp_flow_ops sp_flow_mask = {
     .name = "mask",
+    .usage = "a mapping of tables to a mapping of columns to one mask each, e.g. "
+             "`{public.customers: {email: {hash: sha256, salt: \"${MASK_SALT}\"}, phone: {replace: "
+             "8}}}` (docs/flow-select-mask.md)",
+    .opts = mask_col_opts,
     .summary = "replace, hash (salted SHA-256) or truncate column values per table",
     .compile = mask_compile,
     .apply = mask_apply,

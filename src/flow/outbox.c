@@ -63,7 +63,7 @@ struct outbox_conf {
 
 static const struct sp_opt outbox_opts[] = {
     SP_OPT_ENUM("kind", struct outbox_conf, kind, NULL, outbox_kind_names,
-                "fes_generic, fes_data, debezium or message (see docs/outbox.md)"),
+                "fes_generic, fes_data, debezium or message (docs/outbox.md says which to choose)"),
     SP_OPT_STR("table", struct outbox_conf, table, NULL, 0,
                "row kinds: the outbox table; default: every table of the stream"),
     SP_OPT_STR("payload_column", struct outbox_conf, payload_column, "payload", 0,
@@ -469,6 +469,8 @@ static void outbox_free(struct sp_flow *fl)
 
 const struct sp_flow_ops sp_flow_outbox = {
     .name = "outbox",
+    .usage = "a mapping (docs/flow-outbox.md), e.g. `{kind: debezium, table: public.outbox}`",
+    .opts = outbox_opts,
     .summary = "transactional outbox: rows of an outbox table or logical decoding messages "
                "become the business events delivered",
     .compile = outbox_compile,

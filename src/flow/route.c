@@ -153,6 +153,9 @@ static void route_free(struct sp_flow *fl)
 
 const struct sp_flow_ops sp_flow_route = {
     .name = "route",
+    .usage = "a mapping of templates (docs/flow-route.md), e.g. `{destination: "
+             "\"orders.{after.tenant_id}\", key: \"{after.id}\"}`",
+    .opts = route_opts,
     .summary = "destination, key and event type from templates over the event",
     .compile = route_compile,
     .apply = route_apply,

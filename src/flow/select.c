@@ -169,6 +169,9 @@ static void select_free(struct sp_flow *fl)
 
 const struct sp_flow_ops sp_flow_select = {
     .name = "select",
+    .usage = "a mapping of tables (`orders`, `public.orders`, `\"*\"`) to `{include: [...]}` or "
+             "`{exclude: [...]}` (docs/flow-select-mask.md)",
+    .opts = select_rule_opts,
     .summary = "keep (include) or drop (exclude) columns per table",
     .compile = select_compile,
     .apply = select_apply,
