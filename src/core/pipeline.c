@@ -527,6 +527,28 @@ static void pl_route_flows(struct pl_source *src, struct pl_stream *st, struct s
     sp_flows_done(chain);
 }
 
+/* A transaction's COMMIT: what flows emit for it (transaction END events), held by it. */
+static void pl_flows_commit(struct pl_source *src, const struct sp_event *commit)
+{
+    for (int i = 0; i < src->nstreams; i++) {
+        struct pl_stream *st = src->streams[i];
+        struct sp_flows *chain = st->cfg->chain;
+        if (chain == NULL) {
+            continue;
+        }
+        struct sp_err err;
+        sp_err_clear(&err);
+        int n = sp_flows_commit(chain, commit, &err);
+        if (n < 0) {
+            sp_log_warn(&sp_log_main, "stream \"%s\": %s", st->cfg->name, err.msg);
+        }
+        for (int k = 0; k < n; k++) {
+            pl_flow_deliver(src, st, sp_flows_result(chain, k));
+        }
+        sp_flows_done(chain);
+    }
+}
+
 static void pl_route(struct pl_source *src, struct sp_event *ev)
 {
     struct sp_pipeline *pl = src->pl;
@@ -601,6 +623,7 @@ static int pl_emit(void *ctx, struct sp_event *ev, struct sp_err *err)
         break;
     case SP_OP_COMMIT:
         if (src->txn != NULL) {
+            pl_flows_commit(src, ev);
             sp_ckpt_commit(src->ck, src->txn, ev->end_lsn);
             src->txn = NULL;
         }

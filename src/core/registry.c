@@ -22,6 +22,7 @@ extern const struct sp_flow_ops sp_flow_select;
 extern const struct sp_flow_ops sp_flow_mask;
 extern const struct sp_flow_ops sp_flow_route;
 extern const struct sp_flow_ops sp_flow_outbox;
+extern const struct sp_flow_ops sp_flow_transaction;
 
 const struct sp_source_ops *const sp_registry_sources[] = {
     &sp_source_postgres,
@@ -40,9 +41,10 @@ const struct sp_format_ops *const sp_registry_formats[] = {
 };
 
 /* Flow types by the key of a `flows:` item. The Lua `script` flow (src/flow/script.c)
- * registers here, after outbox, when it is built. */
+ * registers here, after transaction, when it is built. */
 const struct sp_flow_ops *const sp_registry_flows[] = {
-    &sp_flow_filter, &sp_flow_select, &sp_flow_mask, &sp_flow_route, &sp_flow_outbox, NULL,
+    &sp_flow_filter, &sp_flow_select,      &sp_flow_mask, &sp_flow_route,
+    &sp_flow_outbox, &sp_flow_transaction, NULL,
 };
 
 const struct sp_flow_ops *sp_registry_flow(const char *name)

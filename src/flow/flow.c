@@ -251,20 +251,27 @@ static void flows_reserve(struct sp_flows *fs, int n)
 }
 
 /*
- * Events emitted for one input get distinct ids when there are several, so
- * sinks that deduplicate by id (NATS Msg-Id, Kafka keys) keep them all.
+ * Events emitted for one input that would share its id (no id_override)
+ * get distinct ones when there are several, so sinks that deduplicate by id
+ * (NATS Msg-Id) keep them all.
  */
 static void flows_fanout_ids(struct sp_event_list *out)
 {
-    if (out->count < 2) {
+    int shared = 0;
+    for (struct sp_event *e = out->head; e != NULL; e = e->next) {
+        shared += e->id_override == NULL;
+    }
+    if (shared < 2) {
         return;
     }
     int i = 0;
-    for (struct sp_event *e = out->head; e != NULL; e = e->next, i++) {
+    for (struct sp_event *e = out->head; e != NULL; e = e->next) {
+        if (e->id_override != NULL) {
+            continue;
+        }
         char id[SP_EVENT_ID_BUFSZ];
-        const char *base = e->id_override != NULL ? e->id_override : sp_event_id(e, id);
         char buf[SP_EVENT_ID_BUFSZ + 16];
-        int n = snprintf(buf, sizeof(buf), "%s.%d", base, i);
+        int n = snprintf(buf, sizeof(buf), "%s.%d", sp_event_id(e, id), i++);
         e->id_override = sp_arena_strndup(&e->arena, buf, (size_t)(n > 0 ? n : 0));
     }
 }
@@ -354,6 +361,35 @@ int sp_flows_apply(struct sp_flows *fs, struct sp_event *ev, const struct sp_eve
             i += extra > 0 ? extra : 0; /* extra < 0: nothing emitted, like a drop */
         }
         fs->ncur = w;
+    }
+    return fs->ncur;
+}
+
+int sp_flows_commit(struct sp_flows *fs, const struct sp_event *commit, struct sp_err *err)
+{
+    fs->ncur = 0;
+    for (int f = 0; f < fs->n; f++) {
+        struct sp_flow *fl = &fs->items[f];
+        if (fl->ops->commit == NULL) {
+            continue;
+        }
+        struct sp_event_list out;
+        sp_event_list_init(&out);
+        int rc = fl->ops->commit(fl, commit, &out, err);
+        if (rc < 0) {
+            sp_event_list_free(&out);
+            sp_err_prefix(err, "flow #%d (%s)", f + 1, fl->ops->name);
+            fs->ncur = 0;
+            return rc;
+        }
+        struct sp_event *x;
+        while ((x = sp_event_list_pop(&out)) != NULL) {
+            flows_reserve(fs, fs->ncur + 1);
+            sp_event_list_push(&fs->owned, x);
+            fs->cur[fs->ncur] = x;
+            fs->cur_owned[fs->ncur] = true;
+            fs->ncur++;
+        }
     }
     return fs->ncur;
 }

@@ -69,6 +69,11 @@ struct sp_flow_ops {
     /* See enum sp_flow_rc. ev is read-only; events pushed to out are owned by out. */
     int (*apply)(struct sp_flow *fl, const struct sp_event *ev, struct sp_event_list *out,
                  struct sp_err *err);
+    /* Optional: the transaction's COMMIT (commit->commit_lsn, end_lsn, commit_time_us) was
+     * read; events pushed to out are delivered before it is confirmed, without passing
+     * later flows. Returns 0 or a negative SP_E* code. */
+    int (*commit)(struct sp_flow *fl, const struct sp_event *commit, struct sp_event_list *out,
+                  struct sp_err *err);
     void (*free)(struct sp_flow *fl);
     /* A flow that redacts values (mask): it is also applied to the dead letter of an
      * event that fails in a later flow, so what it hides never reaches one. */
@@ -118,6 +123,12 @@ void sp_flows_free(struct sp_flows *fs);
 int sp_flows_apply(struct sp_flows *fs, struct sp_event *ev, const struct sp_event **failed,
                    struct sp_err *err);
 struct sp_event *sp_flows_result(struct sp_flows *fs, int i);
+/*
+ * The transaction's COMMIT: events the flows emit for it (e.g. a transaction
+ * END event). Returns their number (results as above; call sp_flows_done) or
+ * a negative code with err.
+ */
+int sp_flows_commit(struct sp_flows *fs, const struct sp_event *commit, struct sp_err *err);
 void sp_flows_done(struct sp_flows *fs);
 
 /* ---- helpers for flow types ---- */

@@ -2165,7 +2165,18 @@ static int dbz_encode_value(struct sp_format *fmt, const struct sp_event *ev, st
     int64_t now = dbz_clock();
     dbz_put_ts_ms(value, now);
     dbz_put_ts_us_ns(value, now);
-    sp_buf_puts(value, ",\"transaction\":null}");
+    if (ev->tx_id != NULL) {
+        /* provide.transaction.metadata (flow "transaction") */
+        sp_buf_puts(value, ",\"transaction\":{\"id\":");
+        dbz_put_cstr(value, ev->tx_id);
+        sp_buf_puts(value, ",\"total_order\":");
+        sp_buf_put_u64(value, ev->tx_total_order);
+        sp_buf_puts(value, ",\"data_collection_order\":");
+        sp_buf_put_u64(value, ev->tx_collection_order);
+        sp_buf_puts(value, "}}");
+    } else {
+        sp_buf_puts(value, ",\"transaction\":null}");
+    }
     return 0;
 }
 

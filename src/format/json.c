@@ -241,6 +241,16 @@ static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, s
     char id[SP_EVENT_ID_BUFSZ];
     sp_buf_puts(value, ",\"id\":");
     json_put_str(value, ev->id_override != NULL ? ev->id_override : sp_event_id(ev, id));
+    if (ev->tx_id != NULL) {
+        /* transaction metadata (flow "transaction"), as Debezium writes it */
+        sp_buf_puts(value, ",\"transaction\":{\"id\":");
+        json_put_str(value, ev->tx_id);
+        sp_buf_puts(value, ",\"total_order\":");
+        sp_buf_put_u64(value, ev->tx_total_order);
+        sp_buf_puts(value, ",\"data_collection_order\":");
+        sp_buf_put_u64(value, ev->tx_collection_order);
+        sp_buf_putc(value, '}');
+    }
     sp_buf_putc(value, '}');
     return 0;
 }

@@ -452,6 +452,81 @@ static void outbox_logical_messages(void **state)
     sp_cfg_free(cfg);
 }
 
+static void transaction_metadata_blocks_and_boundaries(void **state)
+{
+    (void)state;
+    struct sp_config *cfg;
+    struct sp_flows *fs =
+        chain_of(&cfg, "      - filter: \"op != 'd'\"\n"
+                       "      - transaction: {destination: \"tx.{source.db}\"}\n");
+    struct sp_relation *orders = fe_rel_named("public", "orders");
+    struct sp_relation *items = fe_rel_named("public", "items");
+    struct sp_event *a = fe_event(orders, SP_OP_INSERT, NULL, FE_ROW("1", "a", "1"));
+    struct sp_event *b = fe_event(items, SP_OP_INSERT, NULL, FE_ROW("2", "b", "2"));
+    struct sp_event *d = fe_event(orders, SP_OP_DELETE, FE_ROW("1", "a", "1"), NULL);
+    struct sp_event *c = fe_event(orders, SP_OP_UPDATE, NULL, FE_ROW("1", "c", "3"));
+    b->seq = 4;
+    c->seq = 6;
+    const struct sp_event *failed;
+    struct sp_err err;
+    sp_err_clear(&err);
+    /* the first event: BEGIN, then the event with its block */
+    assert_int_equal(sp_flows_apply(fs, a, &failed, &err), 2);
+    const struct sp_event *begin = sp_flows_result(fs, 0);
+    assert_string_equal(begin->payload, "{\"status\":\"BEGIN\",\"id\":\"771:24025856\","
+                                        "\"ts_ms\":1763719200500,\"event_count\":null,"
+                                        "\"data_collections\":null}");
+    assert_string_equal(begin->dest, "tx.shop");
+    assert_string_equal(begin->id_override, "771:24025856:BEGIN");
+    const struct sp_event *ea = sp_flows_result(fs, 1);
+    assert_null(ea->id_override); /* the event keeps its own id */
+    assert_string_equal(ea->tx_id, "771:24025856");
+    assert_int_equal(ea->tx_total_order, 1);
+    assert_int_equal(ea->tx_collection_order, 1);
+    char *json = json_of(&sp_format_debezium, ea, NULL);
+    assert_non_null(strstr(json, "\"transaction\":{\"id\":\"771:24025856\",\"total_order\":1,"
+                                 "\"data_collection_order\":1}}"));
+    free(json);
+    sp_flows_done(fs);
+    assert_int_equal(sp_flows_apply(fs, b, &failed, &err), 1);
+    assert_int_equal(sp_flows_result(fs, 0)->tx_total_order, 2);
+    assert_int_equal(sp_flows_result(fs, 0)->tx_collection_order, 1);
+    sp_flows_done(fs);
+    assert_int_equal(sp_flows_apply(fs, d, &failed, &err), 0); /* filtered: not counted */
+    sp_flows_done(fs);
+    assert_int_equal(sp_flows_apply(fs, c, &failed, &err), 1);
+    const struct sp_event *ec = sp_flows_result(fs, 0);
+    assert_int_equal(ec->tx_total_order, 3);
+    assert_int_equal(ec->tx_collection_order, 2);
+    json = json_of(&sp_format_json, ec, NULL);
+    assert_non_null(strstr(json, "\"transaction\":{\"id\":\"771:24025856\",\"total_order\":3,"
+                                 "\"data_collection_order\":2}}"));
+    free(json);
+    sp_flows_done(fs);
+    /* the commit: END with the counts per table */
+    struct sp_event *commit = sp_event_new(SP_OP_COMMIT, 0);
+    commit->commit_lsn = a->commit_lsn;
+    commit->commit_time_us = a->commit_time_us;
+    assert_int_equal(sp_flows_commit(fs, commit, &err), 1);
+    assert_string_equal(sp_flows_result(fs, 0)->payload,
+                        "{\"status\":\"END\",\"id\":\"771:24025856\",\"ts_ms\":1763719200500,"
+                        "\"event_count\":3,\"data_collections\":[{\"data_collection\":"
+                        "\"public.orders\",\"event_count\":2},{\"data_collection\":"
+                        "\"public.items\",\"event_count\":1}]}");
+    sp_flows_done(fs);
+    /* a transaction with nothing for the stream has no BEGIN/END */
+    assert_int_equal(sp_flows_commit(fs, commit, &err), 0);
+    sp_flows_done(fs);
+    sp_event_free(commit);
+    sp_event_free(a);
+    sp_event_free(b);
+    sp_event_free(c);
+    sp_event_free(d);
+    sp_relation_unref(orders);
+    sp_relation_unref(items);
+    sp_cfg_free(cfg);
+}
+
 static void option_errors_are_located(void **state)
 {
     (void)state;
@@ -510,6 +585,7 @@ int main(void)
         cmocka_unit_test(outbox_debezium_router),
         cmocka_unit_test(outbox_fes_kinds),
         cmocka_unit_test(outbox_logical_messages),
+        cmocka_unit_test(transaction_metadata_blocks_and_boundaries),
         cmocka_unit_test(option_errors_are_located),
     };
     return cmocka_run_group_tests_name("flows", tests, NULL, NULL);
