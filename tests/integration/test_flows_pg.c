@@ -560,6 +560,66 @@ static void masked_values_reach_no_output_dead_letter_or_log(void **state)
     assert_nowhere(fx->dir, "s3cr3t-salt");
 }
 
+/* ---- transaction metadata ---------------------------------------------------- */
+
+static void transaction_metadata_frames_each_transaction(void **state)
+{
+    struct fixture *fx = *state;
+    sp_test_sql(fx->conn, "CREATE TABLE t_a (id int PRIMARY KEY); "
+                          "CREATE TABLE t_b (id int PRIMARY KEY)");
+    siphon_start(fx, "txmeta", "  out: {type: file, path: @DIR@/out.jsonl}\n",
+                 "  - name: s\n"
+                 "    source: db\n"
+                 "    tables: [t_a, t_b]\n"
+                 "    sink: out\n"
+                 "    flows:\n"
+                 "      - transaction: {}\n");
+    sp_test_sql(fx->conn, "BEGIN; INSERT INTO t_a VALUES (1), (2); INSERT INTO t_b VALUES (3); "
+                          "COMMIT");
+    sp_test_sql(fx->conn, "BEGIN; INSERT INTO t_a VALUES (5); ROLLBACK");
+    sp_test_sql(fx->conn, "INSERT INTO t_b VALUES (4)");
+    wait_lines(fx, "out.jsonl", 8);
+    siphon_stop(fx);
+    char **l = lines_of(fx, "out.jsonl", 8);
+    char *id1 = sp_test_json_get(l[1], "transaction.id");
+    char *id2 = sp_test_json_get(l[6], "transaction.id");
+    char *txid = sp_test_json_get(l[1], "source.txId");
+    char *lsn = sp_test_json_get(l[1], "source.commit_lsn");
+    char *want = sp_test_asprintf("%s:%s", txid, lsn);
+    assert_string_equal(id1, want);
+    assert_string_not_equal(id1, id2);
+    assert_at(l[0], "status", "BEGIN");
+    assert_at(l[0], "id", id1);
+    assert_at(l[0], "event_count", NULL);
+    static const char *const order[][4] = {{"1", "1", "1", "public.t_a"},
+                                           {"2", "2", "2", "public.t_a"},
+                                           {"3", "3", "1", "public.t_b"}};
+    for (int i = 0; i < 3; i++) {
+        assert_at(l[1 + i], "after.id", order[i][0]);
+        assert_at(l[1 + i], "transaction.total_order", order[i][1]);
+        assert_at(l[1 + i], "transaction.data_collection_order", order[i][2]);
+    }
+    assert_at(l[4], "status", "END");
+    assert_at(l[4], "id", id1);
+    assert_at(l[4], "event_count", "3");
+    assert_at(l[4], "data_collections.0.data_collection", "public.t_a");
+    assert_at(l[4], "data_collections.0.event_count", "2");
+    assert_at(l[4], "data_collections.1.data_collection", "public.t_b");
+    assert_at(l[4], "data_collections.1.event_count", "1");
+    /* the rolled-back transaction left nothing; the next one is framed on its own */
+    assert_at(l[5], "status", "BEGIN");
+    assert_at(l[6], "after.id", "4");
+    assert_at(l[6], "transaction.total_order", "1");
+    assert_at(l[7], "status", "END");
+    assert_at(l[7], "event_count", "1");
+    free(id1);
+    free(id2);
+    free(txid);
+    free(lsn);
+    free(want);
+    sp_test_free_lines(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -567,6 +627,7 @@ int main(void)
                                   test_cleanup),
         cmocka_unit_test_teardown(outbox_kinds_deliver_iff_committed, test_cleanup),
         cmocka_unit_test_teardown(masked_values_reach_no_output_dead_letter_or_log, test_cleanup),
+        cmocka_unit_test_teardown(transaction_metadata_frames_each_transaction, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("flows_pg", tests, group_setup, group_teardown);
 }
