@@ -153,7 +153,9 @@ static void pl_rec_free(struct sp_pipeline *pl, struct pl_rec *pr)
     pl->inflight_bytes -= pr->r.mem;
     pl->inflight_recs--;
     free(pr->r.err);
-    free((char *)pr->r.dest); /* set by pl_flow_deliver only */
+    if (pr->r.dest != NULL) {
+        free((char *)pr->r.dest); /* set by pl_flow_deliver only */
+    }
     free(pr);
 }
 

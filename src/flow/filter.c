@@ -357,7 +357,10 @@ static int fx_next(struct fx_parser *p)
         return 0;
     }
     char c = p->s[i];
-    char n = i + 1 < p->len ? p->s[i + 1] : '\0';
+    char n = 0;
+    if (i + 1 < p->len) {
+        n = p->s[i + 1];
+    }
     static const char singles[] = "()[],";
     static const enum fx_tok single_toks[] = {T_LPAREN, T_RPAREN, T_LBRACK, T_RBRACK, T_COMMA};
     const char *sc = strchr(singles, c);
@@ -616,7 +619,7 @@ static struct fx *fx_parse_in(struct fx_parser *p, struct fx *left)
             fx_free(x);
             return NULL;
         }
-        x->items = sp_xrealloc(x->items, sizeof(*x->items) * (size_t)(x->nitems + 1));
+        x->items = sp_xrealloc(x->items, sizeof(struct fx *) * (size_t)(x->nitems + 1));
         x->items[x->nitems++] = item;
         /* every item must fit the left side, and (when the left side is a column) each other */
         struct fx cmp = {.kind = FX_CMP, .op = T_EQ, .a = left, .b = item};
@@ -828,7 +831,7 @@ static int fx_value(struct fx *x, const struct sp_event *ev, struct sp_fval *v, 
     if (x->kind == FX_PATH) {
         return sp_fpath_eval(x->path, ev, v, err);
     }
-    bool b;
+    bool b = false;
     int rc = fx_eval(x, ev, &b, err);
     v->kind = SP_FV_BOOL;
     v->b = b;
@@ -894,7 +897,7 @@ static int fx_eval_cmp(struct fx *x, const struct sp_event *ev, bool *out, struc
         return rc;
     }
     if (x->op == T_EQ || x->op == T_NE) {
-        bool eq;
+        bool eq = false;
         rc = fx_equal(&a, &b, &eq, err);
         *out = x->op == T_EQ ? eq : !eq;
         return rc;
@@ -985,6 +988,7 @@ static int fx_eval_changed(struct fx *x, const struct sp_event *ev, bool *out, s
 static int fx_eval(struct fx *x, const struct sp_event *ev, bool *out, struct sp_err *err)
 {
     int rc;
+    *out = false;
     switch (x->kind) {
     case FX_AND:
         rc = fx_eval(x->a, ev, out, err);

@@ -245,7 +245,7 @@ static void flows_reserve(struct sp_flows *fs, int n)
     while (cap < n) {
         cap *= 2;
     }
-    fs->cur = sp_xrealloc(fs->cur, sizeof(*fs->cur) * (size_t)cap);
+    fs->cur = sp_xrealloc(fs->cur, sizeof(struct sp_event *) * (size_t)cap);
     fs->cur_owned = sp_xrealloc(fs->cur_owned, sizeof(*fs->cur_owned) * (size_t)cap);
     fs->cap = cap;
 }
@@ -344,7 +344,7 @@ int sp_flows_apply(struct sp_flows *fs, struct sp_event *ev, const struct sp_eve
             if (extra > 0) {
                 flows_reserve(fs, fs->ncur + extra);
                 memmove(&fs->cur[i + 1 + extra], &fs->cur[i + 1],
-                        sizeof(*fs->cur) * (size_t)(n - i - 1));
+                        sizeof(struct sp_event *) * (size_t)(n - i - 1));
                 memmove(&fs->cur_owned[i + 1 + extra], &fs->cur_owned[i + 1],
                         sizeof(*fs->cur_owned) * (size_t)(n - i - 1));
                 fs->ncur += extra;

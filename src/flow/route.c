@@ -129,7 +129,7 @@ static int route_apply(struct sp_flow *fl, const struct sp_event *ev, struct sp_
         sp_event_free(cp);
         return rc;
     }
-    if (cp->dest != NULL && cp->dest[0] == '\0') {
+    if (st->dest != NULL && cp->dest != NULL && cp->dest[0] == '\0') {
         sp_event_free(cp);
         return sp_err_set(err, SP_EINVAL, "destination template \"%s\" gave an empty name",
                           st->dest->text);

@@ -215,6 +215,7 @@ int sp_fpath_parse(const char *s, size_t len, struct sp_fpath **out, size_t *err
     int rc;
 
     *out = NULL;
+    *err_off = 0;
     p->col_index = -1;
     sp_buf_init(&p->scratch);
     sp_buf_init(&p->scratch2);
@@ -579,7 +580,10 @@ static char fnum_digit(const struct fnum *n, size_t i)
         return n->digits[0][i];
     }
     i -= n->dlen[0];
-    return i < n->dlen[1] ? n->digits[1][i] : '0';
+    if (i < n->dlen[1]) {
+        return n->digits[1][i];
+    }
+    return '0';
 }
 
 static bool fnum_parse(const char *s, size_t len, struct fnum *n)

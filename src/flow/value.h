@@ -96,7 +96,7 @@ void sp_fpath_free(struct sp_fpath *p);
 enum sp_ftype sp_fpath_type(const struct sp_fpath *p);
 /* The value of p in ev. Errors (a column the table does not have, a path into a column that
  * is not json, text that does not convert) name the path, never a value. */
-int sp_fpath_eval(struct sp_fpath *p, const struct sp_event *ev, struct sp_fval *out,
+int sp_fpath_eval(struct sp_fpath *p, const struct sp_event *ev, struct sp_fval *v,
                   struct sp_err *err);
 /* Column index of name in ev's relation (exact, then ignoring case), or -1. */
 int sp_flow_col_find(const struct sp_relation *rel, const char *name);

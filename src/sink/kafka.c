@@ -255,7 +255,11 @@ static bool kafka_topic_from_dest(const char *dest, char *out)
             out[n] = '\0';
             return false;
         }
-        out[n++] = kafka_topic_char_ok(*p) ? *p : '_';
+        char c = *p;
+        if (!kafka_topic_char_ok(c)) {
+            c = '_';
+        }
+        out[n++] = c;
     }
     out[n] = '\0';
     return n > 0 && strcmp(out, ".") != 0 && strcmp(out, "..") != 0;

@@ -899,7 +899,11 @@ static void nats_subject_from_dest(const char *dest, struct sp_buf *out)
             token_empty = true;
             continue;
         }
-        sp_buf_putc(out, c <= ' ' || c == 0x7f || c == '*' || c == '>' ? '_' : (char)c);
+        char ch = *p;
+        if (c <= ' ' || c == 0x7f || c == '*' || c == '>') {
+            ch = '_';
+        }
+        sp_buf_putc(out, ch);
         token_empty = false;
     }
     if (token_empty) {
