@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config/schema.h"
 #include "source/pg/types.h"
 #include "util/json.h"
 #include "util/mem.h"
@@ -188,19 +189,37 @@ static int fp_parse_root(struct fp_rd *r, struct sp_fpath *p, bool *columns)
         if (!found) {
             char msg[160];
             char hint[200];
+            const char *names[SP_ARRAY_LEN(fp_source_fields)];
+            for (size_t i = 0; i < nf; i++) {
+                names[i] = fields[i].name;
+            }
+            const char *near = sp_str_suggest(field, names, nf);
             snprintf(msg, sizeof(msg), "unknown field \"%s.%s\"", name, field);
-            snprintf(hint, sizeof(hint), "fields of %s: %s", name,
-                     src ? "table, schema, db, name, snapshot, lsn, commit_lsn, txId, ts_ms"
-                         : "prefix, content");
+            if (near != NULL) {
+                snprintf(hint, sizeof(hint), "did you mean \"%s.%s\"?", name, near);
+            } else {
+                snprintf(hint, sizeof(hint), "fields of %s: %s", name,
+                         src ? "table, schema, db, name, snapshot, lsn, commit_lsn, txId, ts_ms"
+                             : "prefix, content");
+            }
             rc = fp_fail(r, fat, msg, hint);
         }
         free(field);
     } else {
+        static const char *const roots[] = {"op",      "before",   "after",   "source",
+                                            "message", "OldImage", "NewImage"};
         char msg[200];
+        char hint[200];
+        const char *near = sp_str_suggest(name, roots, SP_ARRAY_LEN(roots));
         snprintf(msg, sizeof(msg), "unknown name \"%s\"", name);
-        rc = fp_fail(r, at, msg,
-                     "a path starts with op, before, after, source or message (or @.OldImage, "
-                     "@.NewImage), e.g. after.status");
+        if (near != NULL) {
+            snprintf(hint, sizeof(hint), "did you mean \"%s\"?", near);
+        } else {
+            snprintf(hint, sizeof(hint),
+                     "a path starts with op, before, after, source or message "
+                     "(or @.OldImage, @.NewImage), e.g. after.status");
+        }
+        rc = fp_fail(r, at, msg, hint);
     }
     free(name);
     return rc;

@@ -549,8 +549,7 @@ static void option_errors_are_located(void **state)
                       "name \"aftr\"\n"
                       "   11 |       - route: {key: \"{aftr.id}\"}\n"
                       "      |                        ^\n"
-                      "  hint: a path starts with op, before, after, source or message (or "
-                      "@.OldImage, @.NewImage), e.g. after.status\n");
+                      "  hint: did you mean \"after\"?\n");
     expect_load_error("      - mask: {orders: {email: {hash: sha256}}}\n",
                       "siphon.yaml:11:32: error: stream \"s\": flow \"mask\", column \"email\" of "
                       "\"orders\": a hash needs a salt\n"
