@@ -24,6 +24,7 @@
 #include "config/schema.h"
 #include "config/yaml.h"
 #include "core/registry.h"
+#include "flow/flow.h"
 
 #define CFG_MAX_IDENT 63 /* PostgreSQL's NAMEDATALEN - 1 */
 
@@ -667,11 +668,13 @@ static void cfg_stream_flows(struct cfg *c, const char *what, struct sp_node *it
         return;
     }
     st->flows = pair->value;
-    if (pair->value->kind != SP_NODE_SCALAR && pair->value->n == 0) {
-        return;
-    }
-    struct sp_diag_item *it = cfg_err(c, pair->key, "%s: flows are not supported yet", what);
-    sp_diag_hint(it, "remove \"flows\"; every change to the listed tables is delivered");
+    struct sp_flow_cctx cc = {
+        .d = c->d,
+        .what = what,
+        .text = c->cfg->doc->text,
+        .len = c->cfg->doc->len,
+    };
+    sp_flows_compile(pair->value, &cc, &st->chain);
 }
 
 static void cfg_load_stream(struct cfg *c, struct sp_node *item, int index)
@@ -1025,6 +1028,7 @@ void sp_cfg_free(struct sp_config *cfg)
         free(st->tables);
         free(st->name);
         free(st->toast_placeholder);
+        sp_flows_free(st->chain);
     }
     free(cfg->streams);
     sp_opt_free_conf(sp_cfg_settings_opts, cfg);

@@ -82,6 +82,7 @@ struct sp_cfg_table {
 
 struct sp_node;
 struct sp_yaml_doc;
+struct sp_flows;
 
 struct sp_cfg_stream {
     char *name;
@@ -95,7 +96,8 @@ struct sp_cfg_stream {
     int recovery_sink;           /* dead_letter only; else -1 */
     bool messages;               /* deliver logical decoding messages (default true) */
     char *toast_placeholder;     /* default "__siphon_unavailable" */
-    const struct sp_node *flows; /* raw `flows:` YAML (config/yaml.h), unvalidated; may be NULL */
+    const struct sp_node *flows; /* raw `flows:` YAML (config/yaml.h); may be NULL */
+    struct sp_flows *chain;      /* flows compiled from it (flow/flow.h); NULL: none */
 };
 
 struct sp_config {

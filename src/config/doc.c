@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "config/schema.h"
 #include "core/registry.h"
+#include "flow/flow.h"
 
 /* Append s with what would break a table cell (or read as HTML) escaped. */
 static void doc_cell(struct sp_buf *out, const char *s)
@@ -229,6 +230,19 @@ void sp_cfg_doc_markdown(struct sp_buf *out)
                         "`{type: fail}`.",
                         sp_cfg_recovery_opts, out);
     sp_buf_puts(out, "### `flows`\n\n"
-                     "Per-stream filters and transformations. Not supported yet: a non-empty\n"
-                     "`flows` list is an error.\n");
+                     "A list of flows applied to the stream's events in order, each item a\n"
+                     "mapping with one key, the flow's name (docs/flows.md):\n"
+                     "`- filter: \"op == 'u'\"`.\n\n");
+    for (size_t i = 0; sp_registry_flows[i] != NULL; i++) {
+        const struct sp_flow_ops *ops = sp_registry_flows[i];
+        char *title = sp_xasprintf("flow `%s`", ops->name);
+        char *summary = sp_xasprintf("%s. Takes %s.", ops->summary, ops->usage);
+        if (ops->opts != NULL) {
+            sp_opt_doc_markdown(title, summary, ops->opts, out);
+        } else {
+            sp_buf_printf(out, "### %s\n\n%s\n\n", title, summary);
+        }
+        free(title);
+        free(summary);
+    }
 }

@@ -142,9 +142,13 @@ struct sp_event {
     const char *key_override; /* route/outbox: the key; overrides the format's key */
     uint32_t key_override_len;
     const char
-        *id_override;      /* outbox: event id (e.g. the outbox row's id) instead of <lsn>:<seq> */
-    struct sp_event *next; /* list link */
-    struct sp_arena arena; /* owns everything above except rel */
+        *id_override; /* outbox: event id (e.g. the outbox row's id) instead of <lsn>:<seq> */
+    /* transaction metadata (flow "transaction"); tx_id NULL unless set */
+    const char *tx_id;       /* "<xid>:<commit lsn>", Debezium's transaction id */
+    uint64_t tx_total_order; /* 1-based position among the stream's events of the transaction */
+    uint64_t tx_collection_order; /* the same among those of the event's table */
+    struct sp_event *next;        /* list link */
+    struct sp_arena arena;        /* owns everything above except rel */
 };
 
 /* A new zeroed event; hint sizes the arena's first chunk. */

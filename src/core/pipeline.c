@@ -29,6 +29,7 @@
 #include "core/checkpoint.h"
 #include "core/delivery.h"
 #include "core/sinkconf.h"
+#include "flow/flow.h"
 #include "telemetry/log.h"
 #include "util/hash.h"
 #include "util/lsn.h"
@@ -152,6 +153,9 @@ static void pl_rec_free(struct sp_pipeline *pl, struct pl_rec *pr)
     pl->inflight_bytes -= pr->r.mem;
     pl->inflight_recs--;
     free(pr->r.err);
+    if (pr->r.dest != NULL) {
+        free((char *)pr->r.dest); /* set by pl_flow_deliver only */
+    }
     free(pr);
 }
 
@@ -442,6 +446,120 @@ static void pl_raw_event(struct sp_buf *out, const struct sp_event *ev)
     sp_buf_putc(out, '}');
 }
 
+/*
+ * ---- flows ----
+ * A stream with flows (src/flow) routes here instead of the plain path of
+ * pl_route: the chain gives zero or more events (the source's own, or
+ * changed copies), each formatted and delivered like a plain event, with
+ * the destination, key and id the flows set. A flow error is an event error
+ * for the recovery policy; its dead letter shows the event as it entered
+ * the failing flow, with the stream's masks applied.
+ */
+
+static void pl_flow_rec_fill(struct pl_source *src, struct pl_stream *st, struct pl_rec *pr,
+                             const struct sp_event *ev)
+{
+    pr->r.lsn = ev->lsn;
+    pr->r.commit_lsn = ev->commit_lsn;
+    pr->r.seq = ev->seq;
+    pr->r.op = sp_op_char(ev->op);
+    pr->r.commit_time_us = ev->commit_time_us;
+    pr->r.txn = src->txn;
+    pr->r.source = src->src.name;
+    pr->ps = src;
+    pr->st = st;
+    sp_ckpt_hold(src->txn);
+}
+
+/* The record goes to recovery instead of the sink (format or flow error). */
+static void pl_flow_reject(struct sp_pipeline *pl, struct pl_rec *pr, const struct sp_err *err)
+{
+    pl->inflight_bytes += pr->r.mem;
+    pl->inflight_recs++;
+    pl_recover(pl, pr, err, pl->value.data, pl->value.len);
+    pl_rec_free(pl, pr);
+}
+
+static void pl_flow_deliver(struct pl_source *src, struct pl_stream *st, const struct sp_event *ev)
+{
+    struct sp_pipeline *pl = src->pl;
+    char idbuf[SP_EVENT_ID_BUFSZ];
+    const char *id = ev->id_override != NULL ? ev->id_override : sp_event_id(ev, idbuf);
+    const char *schema = ev->rel != NULL ? ev->rel->schema : "";
+    const char *table = ev->rel != NULL ? ev->rel->table : (ev->msg_prefix ? ev->msg_prefix : "");
+    struct sp_err err;
+    sp_err_clear(&err);
+    sp_buf_reset(&pl->key);
+    sp_buf_reset(&pl->value);
+    int rc = st->fmt.ops->encode(&st->fmt, ev, &pl->key, &pl->value, &err);
+    if (rc != 0) {
+        sp_buf_reset(&pl->value);
+        pl_raw_event(&pl->value, ev);
+        struct pl_rec *pr = pl_rec_new(id, schema, table, NULL, 0, "", 0);
+        pl_flow_rec_fill(src, st, pr, ev);
+        sp_err_prefix(&err, "could not format event %s with format \"%s\"", id, st->fmt.ops->name);
+        pl_flow_reject(pl, pr, &err);
+        return;
+    }
+    struct pl_rec *pr = pl_rec_new(id, schema, table, pl->key.data, pl->key.len,
+                                   pl->value.data ? pl->value.data : "", pl->value.len);
+    pl_flow_rec_fill(src, st, pr, ev);
+    if (ev->dest != NULL) {
+        size_t n = strlen(ev->dest);
+        pr->r.dest = sp_xstrndup(ev->dest, n);
+        pr->r.mem += n + 1;
+    }
+    sink_add(st->sink, pr);
+}
+
+static void pl_route_flows(struct pl_source *src, struct pl_stream *st, struct sp_event *ev,
+                           const char *id)
+{
+    struct sp_pipeline *pl = src->pl;
+    struct sp_flows *chain = st->cfg->chain;
+    const struct sp_event *failed = NULL;
+    struct sp_err err;
+    sp_err_clear(&err);
+    int n = sp_flows_apply(chain, ev, &failed, &err);
+    if (n < 0) {
+        const struct sp_event *at = failed != NULL ? failed : ev;
+        sp_buf_reset(&pl->value);
+        pl_raw_event(&pl->value, at);
+        struct pl_rec *pr =
+            pl_rec_new(id, at->rel != NULL ? at->rel->schema : "",
+                       at->rel != NULL ? at->rel->table : (at->msg_prefix ? at->msg_prefix : ""),
+                       NULL, 0, "", 0);
+        pl_flow_rec_fill(src, st, pr, at);
+        pl_flow_reject(pl, pr, &err);
+    }
+    for (int i = 0; i < n; i++) {
+        pl_flow_deliver(src, st, sp_flows_result(chain, i));
+    }
+    sp_flows_done(chain);
+}
+
+/* A transaction's COMMIT: what flows emit for it (transaction END events), held by it. */
+static void pl_flows_commit(struct pl_source *src, const struct sp_event *commit)
+{
+    for (int i = 0; i < src->nstreams; i++) {
+        struct pl_stream *st = src->streams[i];
+        struct sp_flows *chain = st->cfg->chain;
+        if (chain == NULL) {
+            continue;
+        }
+        struct sp_err err;
+        sp_err_clear(&err);
+        int n = sp_flows_commit(chain, commit, &err);
+        if (n < 0) {
+            sp_log_warn(&sp_log_main, "stream \"%s\": %s", st->cfg->name, err.msg);
+        }
+        for (int k = 0; k < n; k++) {
+            pl_flow_deliver(src, st, sp_flows_result(chain, k));
+        }
+        sp_flows_done(chain);
+    }
+}
+
 static void pl_route(struct pl_source *src, struct sp_event *ev)
 {
     struct sp_pipeline *pl = src->pl;
@@ -456,6 +574,10 @@ static void pl_route(struct pl_source *src, struct sp_event *ev)
             continue;
         }
         routed = true;
+        if (st->cfg->chain != NULL) {
+            pl_route_flows(src, st, ev, id);
+            continue;
+        }
         struct sp_err err;
         sp_err_clear(&err);
         sp_buf_reset(&pl->key);
@@ -515,6 +637,7 @@ static int pl_emit(void *ctx, struct sp_event *ev, struct sp_err *err)
             if (ev->on_done != NULL) {
                 sp_ckpt_on_done(src->txn, ev->on_done, ev->on_done_ctx);
             }
+            pl_flows_commit(src, ev);
             sp_ckpt_commit(src->ck, src->txn, ev->end_lsn);
             src->txn = NULL;
         }

@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "flow/flow.h"
+
 extern const struct sp_source_ops sp_source_postgres;
 extern const struct sp_sink_ops sp_sink_stdout;
 extern const struct sp_sink_ops sp_sink_file;
@@ -17,6 +19,12 @@ extern const struct sp_sink_ops sp_sink_nakadi;
 extern const struct sp_format_ops sp_format_json;
 extern const struct sp_format_ops sp_format_debezium;
 extern const struct sp_format_ops sp_format_nakadi;
+extern const struct sp_flow_ops sp_flow_filter;
+extern const struct sp_flow_ops sp_flow_select;
+extern const struct sp_flow_ops sp_flow_mask;
+extern const struct sp_flow_ops sp_flow_route;
+extern const struct sp_flow_ops sp_flow_outbox;
+extern const struct sp_flow_ops sp_flow_transaction;
 
 const struct sp_source_ops *const sp_registry_sources[] = {
     &sp_source_postgres,
@@ -34,6 +42,23 @@ const struct sp_format_ops *const sp_registry_formats[] = {
     &sp_format_nakadi,
     NULL,
 };
+
+/* Flow types by the key of a `flows:` item. The Lua `script` flow (src/flow/script.c)
+ * registers here, after transaction, when it is built. */
+const struct sp_flow_ops *const sp_registry_flows[] = {
+    &sp_flow_filter, &sp_flow_select,      &sp_flow_mask, &sp_flow_route,
+    &sp_flow_outbox, &sp_flow_transaction, NULL,
+};
+
+const struct sp_flow_ops *sp_registry_flow(const char *name)
+{
+    for (size_t i = 0; sp_registry_flows[i] != NULL; i++) {
+        if (strcmp(sp_registry_flows[i]->name, name) == 0) {
+            return sp_registry_flows[i];
+        }
+    }
+    return NULL;
+}
 
 const struct sp_source_ops *sp_registry_source(const char *type)
 {

@@ -16,7 +16,8 @@
  * and Jackson's string escaping.
  *
  * This file only encodes; it does not decide which events exist nor where the
- * records go. It keeps no state between events.
+ * records go. It keeps no state between events. Flows may override parts:
+ * an outbox event's payload is the whole value, a route's key the key.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -2164,7 +2165,18 @@ static int dbz_encode_value(struct sp_format *fmt, const struct sp_event *ev, st
     int64_t now = dbz_clock();
     dbz_put_ts_ms(value, now);
     dbz_put_ts_us_ns(value, now);
-    sp_buf_puts(value, ",\"transaction\":null}");
+    if (ev->tx_id != NULL) {
+        /* provide.transaction.metadata (flow "transaction") */
+        sp_buf_puts(value, ",\"transaction\":{\"id\":");
+        dbz_put_cstr(value, ev->tx_id);
+        sp_buf_puts(value, ",\"total_order\":");
+        sp_buf_put_u64(value, ev->tx_total_order);
+        sp_buf_puts(value, ",\"data_collection_order\":");
+        sp_buf_put_u64(value, ev->tx_collection_order);
+        sp_buf_puts(value, "}}");
+    } else {
+        sp_buf_puts(value, ",\"transaction\":null}");
+    }
     return 0;
 }
 
@@ -2193,7 +2205,18 @@ static int dbz_encode(struct sp_format *fmt, const struct sp_event *ev, struct s
 {
     size_t key_mark = key->len;
     size_t value_mark = value->len;
-    int rc = dbz_encode_key(fmt, ev, key, err);
+    int rc = 0;
+    if (ev->key_override != NULL) {
+        /* a JSON string, as the JSON converter writes the outbox router's key */
+        dbz_put_str(key, ev->key_override, ev->key_override_len);
+    } else {
+        rc = dbz_encode_key(fmt, ev, key, err);
+    }
+    if (rc == 0 && ev->payload != NULL) {
+        /* an outbox event: the business event is the value (Debezium's outbox event router) */
+        sp_buf_append(value, ev->payload, ev->payload_len);
+        return 0;
+    }
     if (rc == 0) {
         rc = dbz_encode_value(fmt, ev, value, err);
     }

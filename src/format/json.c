@@ -5,6 +5,11 @@
  * JSON values converted by source/pg/types.c. The key is the object of the
  * replica identity columns.
  *
+ * Flows (src/flow) may override parts: an outbox event's payload is the
+ * whole value; a route's key replaces the key (as a JSON string, like
+ * Debezium's outbox router under the JSON converter); an outbox row id
+ * replaces the id.
+ *
  * This file only encodes; it does not decide which events exist (BEGIN and
  * COMMIT never reach a format) nor where records go.
  */
@@ -182,10 +187,15 @@ static void json_put_source(const struct sp_event *ev, struct sp_buf *out)
     sp_buf_puts(out, ",\"version\":\"" SP_VERSION "\"}");
 }
 
-/* The key object; left empty when the relation has no key columns or no row carries them. */
+/* The key object, or the key a flow set as a JSON string; left empty when the relation has
+ * no key columns or no row carries them. */
 int sp_format_json_key(const struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *key,
                        struct sp_err *err)
 {
+    if (ev->key_override != NULL) {
+        sp_buf_put_json_str(key, ev->key_override, ev->key_override_len);
+        return 0;
+    }
     if (ev->op == SP_OP_MESSAGE) {
         sp_buf_puts(key, "{\"prefix\":");
         json_put_str(key, ev->msg_prefix);
@@ -242,7 +252,17 @@ static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, s
     sp_buf_put_i64(value, json_us_to_ms(json_clock()));
     char id[SP_EVENT_ID_BUFSZ];
     sp_buf_puts(value, ",\"id\":");
-    json_put_str(value, sp_event_id(ev, id));
+    json_put_str(value, ev->id_override != NULL ? ev->id_override : sp_event_id(ev, id));
+    if (ev->tx_id != NULL) {
+        /* transaction metadata (flow "transaction"), as Debezium writes it */
+        sp_buf_puts(value, ",\"transaction\":{\"id\":");
+        json_put_str(value, ev->tx_id);
+        sp_buf_puts(value, ",\"total_order\":");
+        sp_buf_put_u64(value, ev->tx_total_order);
+        sp_buf_puts(value, ",\"data_collection_order\":");
+        sp_buf_put_u64(value, ev->tx_collection_order);
+        sp_buf_putc(value, '}');
+    }
     sp_buf_putc(value, '}');
     return 0;
 }
@@ -252,6 +272,14 @@ static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct 
 {
     size_t key_mark = key->len;
     size_t value_mark = value->len;
+    if (ev->payload != NULL) {
+        /* an outbox event: the business event is the value, as the application wrote it */
+        if (ev->key_override != NULL) {
+            sp_buf_put_json_str(key, ev->key_override, ev->key_override_len);
+        }
+        sp_buf_append(value, ev->payload, ev->payload_len);
+        return 0;
+    }
     int rc = sp_format_json_key(fmt, ev, key, err);
     if (rc == 0) {
         rc = json_encode_value(fmt, ev, value, err);

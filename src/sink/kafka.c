@@ -243,6 +243,28 @@ static bool kafka_topic_expand(const char *tmpl, const struct sp_rec *r, char *o
     return n > 0 && strcmp(out, ".") != 0 && strcmp(out, "..") != 0;
 }
 
+/*
+ * The destination a flow set (route, outbox) as the topic: the same
+ * character rule and limits as an expanded template.
+ */
+static bool kafka_topic_from_dest(const char *dest, char *out)
+{
+    size_t n = 0;
+    for (const char *p = dest; *p != '\0'; p++) {
+        if (n == KAFKA_TOPIC_MAX) {
+            out[n] = '\0';
+            return false;
+        }
+        char c = *p;
+        if (!kafka_topic_char_ok(c)) {
+            c = '_';
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return n > 0 && strcmp(out, ".") != 0 && strcmp(out, "..") != 0;
+}
+
 /* The topic handle for name, created on first use; NULL if librdkafka refuses it. */
 static rd_kafka_topic_t *kafka_topic_get(struct kafka_state *st, const char *name)
 {
@@ -664,7 +686,9 @@ static int kafka_produce(struct sp_sink *sk, struct kafka_batch *kb, struct sp_r
     const struct kafka_conf *conf = sk->conf;
     struct kafka_state *st = sk->state;
     char topic[KAFKA_TOPIC_MAX + 1];
-    if (!kafka_topic_expand(conf->topic, r, topic)) {
+    bool named = r->dest != NULL ? kafka_topic_from_dest(r->dest, topic)
+                                 : kafka_topic_expand(conf->topic, r, topic);
+    if (!named) {
         kafka_msg_failed(kb, r, RD_KAFKA_RESP_ERR__INVALID_ARG, topic,
                          "no valid topic name (empty, \".\", \"..\" or longer than 249)");
         return 0;

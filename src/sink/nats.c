@@ -881,6 +881,37 @@ static natsStatus nats_build_msg(struct nats_state *st, const struct sp_rec *r, 
 }
 
 /*
+ * The destination a flow set (route, outbox) as the subject: characters a
+ * subject token cannot hold (whitespace, '*', '>') become '_', as with the
+ * template, and an empty token becomes "_".
+ */
+static void nats_subject_from_dest(const char *dest, struct sp_buf *out)
+{
+    sp_buf_reset(out);
+    bool token_empty = true;
+    for (const char *p = dest; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '.') {
+            if (token_empty) {
+                sp_buf_putc(out, '_');
+            }
+            sp_buf_putc(out, '.');
+            token_empty = true;
+            continue;
+        }
+        char ch = *p;
+        if (c <= ' ' || c == 0x7f || c == '*' || c == '>') {
+            ch = '_';
+        }
+        sp_buf_putc(out, ch);
+        token_empty = false;
+    }
+    if (token_empty) {
+        sp_buf_putc(out, '_');
+    }
+}
+
+/*
  * Publishes record i of slot si, or settles it at once if the destination
  * can never take it; then, for a record settled at once, moves on to the
  * next record of its key. Returns 0, or a retriable error for the batch.
@@ -892,7 +923,11 @@ static int nats_publish(struct sp_sink *sk, int si, size_t i, struct sp_err *err
     struct nats_slot *s = &st->slots[si];
     while (true) {
         const struct sp_rec *r = s->recs[i];
-        sp_nats_tmpl_expand(&st->tmpl, r, &st->subj);
+        if (r->dest != NULL) {
+            nats_subject_from_dest(r->dest, &st->subj);
+        } else {
+            sp_nats_tmpl_expand(&st->tmpl, r, &st->subj);
+        }
         struct sp_err e;
         sp_err_clear(&e);
         bool settled_now = false;

@@ -671,6 +671,17 @@ static int redis_open(struct sp_sink *sk, struct sp_err *err)
     return 0;
 }
 
+/* The stream key of r: the destination a flow set (route, outbox), else the template's. */
+static void redis_key_for(struct redis_state *st, const struct sp_rec *r)
+{
+    if (r->dest != NULL) {
+        sp_buf_reset(&st->key);
+        sp_buf_puts(&st->key, r->dest);
+    } else {
+        redis_expand(st->segs, st->nsegs, r, &st->key);
+    }
+}
+
 /* Appends XADD for r to the pipeline. */
 static void redis_append_xadd(struct sp_sink *sk, const struct sp_rec *r)
 {
@@ -684,7 +695,7 @@ static void redis_append_xadd(struct sp_sink *sk, const struct sp_rec *r)
 /* Bounds-checked: a field added without growing REDIS_MAX_ARGS aborts below. */
 #define REDIS_ARG(s, l) (n < REDIS_MAX_ARGS ? (void)(argv[n] = (s), lens[n] = (l)) : (void)0, n++)
 #define REDIS_STR(s)    REDIS_ARG((s), strlen(s))
-    redis_expand(st->segs, st->nsegs, r, &st->key);
+    redis_key_for(st, r);
     REDIS_STR("XADD");
     REDIS_ARG(st->key.data, st->key.len);
     if (conf->max_len > 0) {
@@ -723,7 +734,7 @@ static void redis_append_xadd(struct sp_sink *sk, const struct sp_rec *r)
 static void redis_reject(struct sp_sink *sk, struct sp_rec *r, const char *msg)
 {
     struct redis_state *st = sk->state;
-    redis_expand(st->segs, st->nsegs, r, &st->key);
+    redis_key_for(st, r);
     r->err = sp_xcalloc(1, sizeof(*r->err));
     sp_err_set(r->err, SP_EREJECTED, "redis stream \"%s\": %s", st->key.data, msg);
     sp_err_hint(r->err, "%s", redis_reject_hint(msg));

@@ -355,3 +355,19 @@ bool sp_json_member(struct sp_json_span obj, const char *name, struct sp_json_sp
     }
     return false;
 }
+
+bool sp_json_elem(struct sp_json_span arr, long idx, struct sp_json_span *val)
+{
+    struct sp_json_iter it;
+    if (idx < 0 || sp_json_iter_init(&it, arr, '[') != 0) {
+        return false;
+    }
+    struct sp_json_span v;
+    for (long i = 0; sp_json_iter_next(&it, NULL, &v) == 1; i++) {
+        if (i == idx) {
+            *val = v;
+            return true;
+        }
+    }
+    return false;
+}

@@ -57,5 +57,7 @@ bool sp_json_key_is(struct sp_json_span key, const char *name);
 int sp_json_str(struct sp_json_span v, struct sp_buf *out);
 /* The value of member name of object obj; false when obj is no object or has no such member. */
 bool sp_json_member(struct sp_json_span obj, const char *name, struct sp_json_span *val);
+/* Element idx (0-based) of array arr; false when arr is no array or is shorter. */
+bool sp_json_elem(struct sp_json_span arr, long idx, struct sp_json_span *val);
 
 #endif

@@ -910,7 +910,7 @@ static void stream_checks(void **state)
              "    sink: dead\n"
              "    recovery: {type: ignore, sink: bus}\n"
              "    flows:\n"
-             "      - filter: \"op == 'u'\"\n",
+             "      - filtr: \"op == 'u'\"\n",
         "siphon.yaml:13:29: error: stream \"a\": table public.orders is listed twice\n"
         "   13 |     tables: [public.orders, Orders, '\"x', a.b.c, '\"\"']\n"
         "      |                             ^~~~~~\n"
@@ -951,10 +951,10 @@ static void stream_checks(void **state)
         "   25 |     recovery: {type: ignore, sink: bus}\n"
         "      |                                    ^~~\n"
         "  hint: set \"type: dead_letter\", or remove the sink\n"
-        "siphon.yaml:26:5: error: stream #3: flows are not supported yet\n"
-        "   26 |     flows:\n"
-        "      |     ^~~~~\n"
-        "  hint: remove \"flows\"; every change to the listed tables is delivered\n");
+        "siphon.yaml:27:9: error: stream #3: unknown flow \"filtr\"\n"
+        "   27 |       - filtr: \"op == 'u'\"\n"
+        "      |         ^~~~~\n"
+        "  hint: did you mean \"filter\"?\n");
 }
 
 static void missing_env_var(void **state)
