@@ -4,7 +4,10 @@
  * batches with at most one batch in flight, so changes to one key arrive in
  * order while different keys are delivered in parallel. A batch that fails
  * with a retriable error is retried with exponential backoff and jitter;
- * only its own partition waits meanwhile.
+ * meanwhile only its keys wait (retry_hold: key; the rest of its partition
+ * flows on) or its whole partition (retry_hold: partition). A partition can
+ * thus have several batches with the sink at once, never two with the same
+ * key.
  *
  * Threads: sp_delivery_add/flush/retry/release run on the pipeline thread;
  * the sink's submit and poll run on the delivery's own thread; the sink
@@ -45,6 +48,12 @@ void sp_delivery_release(struct sp_delivery *d, struct sp_batch *b);
 void sp_delivery_retry(struct sp_delivery *d, struct sp_batch *b);
 /* True when no batch is queued or in flight (open, unflushed batches aside). */
 bool sp_delivery_idle(struct sp_delivery *d);
+/*
+ * The shutdown budget ends at deadline_ms (sp_time_mono_ms): the sink's
+ * final flush, when the thread stops, gets what is left of it (none if
+ * never set).
+ */
+void sp_delivery_set_deadline(struct sp_delivery *d, int64_t deadline_ms);
 /* Stop the thread (after the sink's flush) and wait for it. */
 void sp_delivery_stop(struct sp_delivery *d);
 /* Free d; every record never settled goes to free_rec first. */

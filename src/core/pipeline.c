@@ -738,6 +738,10 @@ int sp_pipeline_run(struct sp_pipeline *pl, const struct sp_run_opts *opts,
     struct sp_err derr;
     sp_err_clear(&derr);
     int64_t deadline = sp_time_mono_ms() + pl->cfg->shutdown_timeout;
+    for (int i = 0; i < pl->nsinks; i++) {
+        /* The sinks' final flush (sp_pipeline_free) gets what the drain leaves of the budget. */
+        sp_delivery_set_deadline(pl->sinks[i].dl, deadline);
+    }
     if (pl->inflight_recs > 0) {
         sp_log_info(&sp_log_main, "draining %llu records in flight",
                     (unsigned long long)pl->inflight_recs);

@@ -5,8 +5,8 @@
  *
  * Threads: sources, formats and the pipeline run on the pipeline thread.
  * A sink's open/check/close run on the pipeline thread; submit, poll and
- * flush run on the sink's own delivery thread; sp_batch_done may be called
- * from any thread.
+ * flush run on the sink's own delivery thread; sp_batch_done and wake may be
+ * called from any thread.
  */
 #ifndef SIPHON_CORE_PLUGIN_H
 #define SIPHON_CORE_PLUGIN_H
@@ -45,8 +45,9 @@ struct sp_rec {
     const char *source; /* the configured source name, for topic templates */
     const char *schema; /* "" for messages */
     const char *table;  /* "" for messages; the prefix for 'm' */
-    const char *dest;   /* from a route/outbox flow: overrides the sink's destination template; NULL: none */
-    const char *key;    /* may be NULL */
+    const char
+        *dest; /* from a route/outbox flow: overrides the sink's destination template; NULL: none */
+    const char *key; /* may be NULL */
     size_t key_len;
     const char *value;
     size_t value_len;
@@ -96,6 +97,11 @@ struct sp_sink_ops {
      * or before returning; on error it never does. */
     int (*submit)(struct sp_sink *sk, struct sp_batch *b, struct sp_err *err);
     int (*poll)(struct sp_sink *sk, int timeout_ms); /* drive I/O, deliver acks */
+    /* Optional, with poll: make a poll in progress return soon (the runtime has a batch
+     * for the sink). Called from another thread, with the runtime's lock held: it must
+     * not block, nor call back into the runtime. A wake with no poll in progress may make
+     * the next poll return at once. */
+    void (*wake)(struct sp_sink *sk);
     int (*flush)(struct sp_sink *sk, int timeout_ms, struct sp_err *err);
     int (*check)(struct sp_sink *sk, struct sp_err *err); /* `siphon check` */
     void (*close)(struct sp_sink *sk);
