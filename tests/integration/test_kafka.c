@@ -1430,6 +1430,89 @@ static void check_reports_brokers_and_topics(void **state)
     free(brokers);
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a;
+    int64_t y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Messages in partition 0 of topic (its high watermark), or -1. */
+static int64_t partition0_count(struct fixture *fx, const char *topic)
+{
+    int64_t lo = 0;
+    int64_t hi = 0;
+    if (rd_kafka_query_watermark_offsets(fx->mock_rk, topic, 0, &lo, &hi, 5000) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return -1;
+    }
+    return hi;
+}
+
+/*
+ * One-row transactions, one at a time into a one-partition topic: the time
+ * from COMMIT returning to the record being in the partition (its high
+ * watermark moved). The delivery thread is woken when a batch is ready
+ * rather than when its poll times out, so an idle stream delivers a change
+ * within milliseconds (librdkafka's linger.ms, 5 ms by default, included).
+ */
+static void one_row_transactions_reach_kafka_within_milliseconds(void **state)
+{
+    struct fixture *fx = *state;
+    int n = scaled(200, 50);
+    const char *topic = "db.public.k_latency";
+    assert_int_equal(rd_kafka_mock_topic_create(fx->mc, topic, 1, NBROKERS),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    sp_test_sql(fx->conn, "CREATE TABLE k_latency (id int PRIMARY KEY, v int)");
+    write_simple_config(fx, "k_latency", NULL, NULL);
+    start_siphon(fx);
+    sp_test_sql(fx->conn, "INSERT INTO k_latency VALUES (0, 0)");
+    for (int i = 0; i < 3000 && partition0_count(fx, topic) < 1; i++) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(partition0_count(fx, topic), 1);
+    int64_t *lat = calloc((size_t)n, sizeof(*lat));
+    assert_non_null(lat);
+    for (int i = 1; i <= n; i++) {
+        sp_test_sql(fx->conn, "INSERT INTO k_latency VALUES (%d, 0)", i);
+        int64_t t0 = now_us();
+        int64_t got = 0;
+        while ((got = partition0_count(fx, topic)) < i + 1 && now_us() - t0 < 10000000) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 200000};
+            nanosleep(&ts, NULL);
+        }
+        assert_int_equal(got, i + 1);
+        lat[i - 1] = now_us() - t0;
+        /* Arrivals at random phases of whatever timers siphon runs. */
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(rand() % 20) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    stop_siphon(fx);
+    qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        sum += lat[i];
+    }
+    int64_t p50 = lat[n / 2];
+    int64_t p90 = lat[n * 9 / 10];
+    fprintf(stderr,
+            "kafka: %d one-row transactions, commit -> in partition: mean %.1f ms, p50 %.1f ms, "
+            "p90 %.1f ms, max %.1f ms\n",
+            n, (double)sum / n / 1000.0, (double)p50 / 1000.0, (double)p90 / 1000.0,
+            (double)lat[n - 1] / 1000.0);
+    free(lat);
+    /* Waiting for a 100 ms poll to time out would put the median near 50 ms or above. */
+    assert_true(p50 < 30000);
+}
+
 int main(void)
 {
     /* SP_TEST_FILTER=name runs only the tests matching it (cmocka's wildcards). */
@@ -1448,6 +1531,8 @@ int main(void)
         cmocka_unit_test_teardown(confirmed_position_never_passes_undelivered_events, test_cleanup),
         cmocka_unit_test_teardown(refused_batches_are_retried_until_delivered, test_cleanup),
         cmocka_unit_test_teardown(check_reports_brokers_and_topics, test_cleanup),
+        cmocka_unit_test_teardown(one_row_transactions_reach_kafka_within_milliseconds,
+                                  test_cleanup),
     };
     return SP_TEST_RUN_GROUP("kafka", tests, group_setup, group_teardown);
 }
