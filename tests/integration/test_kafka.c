@@ -1430,6 +1430,163 @@ static void check_reports_brokers_and_topics(void **state)
     free(brokers);
 }
 
+/*
+ * Config for the policy tests: sink "bus" refuses events over 100,000 bytes
+ * (message.max.bytes, refused by librdkafka for good), stream "s" on
+ * public.<table> with the given recovery line.
+ */
+static void write_policy_config(struct fixture *fx, const char *table, const char *recovery)
+{
+    char *sinks = sp_test_asprintf("  bus:\n"
+                                   "    type: kafka\n"
+                                   "    brokers: \"%s\"\n"
+                                   "    properties:\n"
+                                   "      message.max.bytes: \"100000\"\n",
+                                   fx->bootstraps);
+    char *streams = sp_test_asprintf("  - name: s\n"
+                                     "    source: db\n"
+                                     "    tables: [public.%s]\n"
+                                     "    sink: bus\n"
+                                     "    recovery: %s\n",
+                                     table, recovery);
+    write_config(fx, table, sinks, streams, NULL);
+    free(sinks);
+    free(streams);
+}
+
+/* Replaces from with to in the test's config file. */
+static void edit_config(struct fixture *fx, const char *from, const char *to)
+{
+    char *text = sp_test_read_file(fx->cfg, NULL);
+    assert_non_null(text);
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    *at = '\0';
+    sp_test_write_file(fx->cfg, "%s%s%s", text, to, at + strlen(from));
+    free(text);
+}
+
+/* Rows lo..hi of table, small; big: one row of 200 KB. */
+static const char *policy_txn_sql = "BEGIN;"
+                                    "INSERT INTO %s SELECT i, 0 FROM generate_series(%d, %d) i;"
+                                    "INSERT INTO %s VALUES (%d, 0, (SELECT string_agg(md5(i::text), "
+                                    "'') FROM generate_series(1, 6250) i));"
+                                    "INSERT INTO %s SELECT i, 0 FROM generate_series(%d, %d) i;"
+                                    "COMMIT;";
+
+/* Marks the key ids of ms in got (1..n), failing on ids outside it. */
+static void mark_keys(const struct kmsgs *ms, char *got, long n, const char *table)
+{
+    for (size_t i = 0; i < ms->n; i++) {
+        check_event_message(&ms->m[i], table);
+        assert_true(ms->m[i].key_id >= 1 && ms->m[i].key_id <= n);
+        got[ms->m[i].key_id] = 1;
+    }
+}
+
+/*
+ * recovery: ignore against the brokers: an event larger than the producer
+ * accepts is dropped and logged with its id, table and error; every other
+ * event arrives (some in its transaction), nothing goes to a dead-letter
+ * sink, and the slot's confirmed position moves past it.
+ */
+static void ignore_policy_drops_refused_event_and_moves_on(void **state)
+{
+    struct fixture *fx = *state;
+    const char *topic = "db.public.k_ignore";
+    topic_create(fx, topic);
+    sp_test_sql(fx->conn, "CREATE TABLE k_ignore (id int PRIMARY KEY, v int, pad text)");
+    write_policy_config(fx, "k_ignore", "{ type: ignore }");
+    start_siphon(fx);
+    insert_keys(fx, "k_ignore", 100, 50);
+    sp_test_sql(fx->conn, policy_txn_sql, "k_ignore", 101, 150, "k_ignore", 151, "k_ignore", 152,
+                200);
+    sp_test_sql(fx->conn, "INSERT INTO k_ignore SELECT i, 0 FROM generate_series(201, 300) i");
+    uint64_t end = cdc_current_lsn(fx->conn);
+    wait_count(fx, topic, 299);
+    assert_true(cdc_wait_confirmed(fx->conn, fx->slot, end, WAIT_EVENTS_MS));
+    stop_siphon(fx);
+
+    assert_int_equal(cdc_count_in_file(fx->log, "under recovery policy ignore"), 1);
+    char **lines = sp_test_read_lines(fx->log, NULL);
+    bool found = false;
+    for (char **l = lines; *l != NULL; l++) {
+        if (strstr(*l, "under recovery policy ignore") != NULL) {
+            found = true;
+            assert_non_null(strstr(*l, "dropped event 0/"));
+            assert_non_null(strstr(*l, "(public.k_ignore)"));
+            assert_non_null(strstr(*l, "too large"));
+        }
+    }
+    sp_test_free_lines(lines);
+    assert_true(found);
+    assert_int_equal(sp_test_count_lines(fx->dead), 0);
+    struct kmsgs ms;
+    read_topic(fx, topic, &ms);
+    assert_int_equal(ms.n, 299);
+    char got[301] = {0};
+    mark_keys(&ms, got, 300, "public.k_ignore");
+    for (int k = 1; k <= 300; k++) {
+        assert_int_equal(got[k], k != 151);
+    }
+    kmsgs_free(&ms);
+}
+
+/*
+ * recovery: fail against the brokers: siphon exits with code 1 naming the
+ * event, and the slot's confirmed_flush_lsn is not past the failed
+ * transaction. Restarted with recovery dead_letter, the refused event goes
+ * to the dead-letter file and every other event reaches Kafka: nothing lost.
+ */
+static void fail_policy_exits_and_restart_loses_nothing(void **state)
+{
+    struct fixture *fx = *state;
+    const char *topic = "db.public.k_fail";
+    topic_create(fx, topic);
+    sp_test_sql(fx->conn, "CREATE TABLE k_fail (id int PRIMARY KEY, v int, pad text)");
+    write_policy_config(fx, "k_fail", "{ type: fail }");
+    start_siphon(fx);
+    insert_keys(fx, "k_fail", 20, 20);
+    wait_count(fx, topic, 20);
+    uint64_t before = cdc_current_lsn(fx->conn);
+    sp_test_sql(fx->conn, policy_txn_sql, "k_fail", 21, 30, "k_fail", 31, "k_fail", 32, 41);
+    sp_test_sql(fx->conn, "INSERT INTO k_fail SELECT i, 0 FROM generate_series(42, 61) i");
+    uint64_t end = cdc_current_lsn(fx->conn);
+    int st = sp_test_proc_wait(fx->proc, WAIT_EXIT_MS);
+    if (st != 1) {
+        cdc_print_log(fx->log);
+    }
+    assert_int_equal(st, 1);
+    sp_test_proc_free(fx->proc);
+    fx->proc = NULL;
+    assert_true(cdc_wait_slot_inactive(fx->conn, fx->slot, 10000));
+    uint64_t confirmed = cdc_confirmed_lsn(fx->conn, fx->slot);
+    char b1[24];
+    char b2[24];
+    fprintf(stderr, "kafka: failed transaction starts after %s, confirmed_flush_lsn %s\n",
+            cdc_lsn_fmt(before, b1), cdc_lsn_fmt(confirmed, b2));
+    assert_true(confirmed <= before);
+    assert_true(cdc_count_in_file(fx->log, "failed under recovery policy fail") >= 1);
+    assert_true(cdc_count_in_file(fx->log, "(public.k_fail)") >= 1);
+    assert_true(cdc_count_in_file(fx->log, "too large") >= 1);
+
+    edit_config(fx, "recovery: { type: fail }", "recovery: { type: dead_letter, sink: dead }");
+    start_siphon(fx);
+    assert_true(cdc_wait_confirmed(fx->conn, fx->slot, end, WAIT_EVENTS_MS));
+    stop_siphon(fx);
+    long ids[4];
+    assert_int_equal(check_dead_letters(fx, "too large", ids, 4), 1);
+    assert_int_equal(ids[0], 31);
+    struct kmsgs ms;
+    read_topic(fx, topic, &ms);
+    char got[62] = {0};
+    mark_keys(&ms, got, 61, "public.k_fail");
+    for (int k = 1; k <= 61; k++) {
+        assert_int_equal(got[k], k != 31);
+    }
+    kmsgs_free(&ms);
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a;
@@ -1533,6 +1690,8 @@ int main(void)
         cmocka_unit_test_teardown(check_reports_brokers_and_topics, test_cleanup),
         cmocka_unit_test_teardown(one_row_transactions_reach_kafka_within_milliseconds,
                                   test_cleanup),
+        cmocka_unit_test_teardown(ignore_policy_drops_refused_event_and_moves_on, test_cleanup),
+        cmocka_unit_test_teardown(fail_policy_exits_and_restart_loses_nothing, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("kafka", tests, group_setup, group_teardown);
 }
