@@ -188,14 +188,9 @@ static void dl_keys_add(struct dl_keys *k, uint32_t h)
     k->n++;
 }
 
-/* The keys of every held batch of p. Rebuilt whenever a batch is held or let go: rare. */
-static void dl_keys_rebuild(struct dl_part *p)
+/* Empties k, with room for recs keys. */
+static void dl_keys_reset(struct dl_keys *k, size_t recs)
 {
-    struct dl_keys *k = &p->keys;
-    size_t recs = 0;
-    for (struct dl_batch *hb = p->held; hb != NULL; hb = hb->hnext) {
-        recs += hb->b.count;
-    }
     size_t cap = 16;
     while (cap < recs * 2) {
         cap *= 2;
@@ -210,6 +205,17 @@ static void dl_keys_rebuild(struct dl_part *p)
         memset(k->used, 0, cap * sizeof(*k->used));
     }
     k->n = 0;
+}
+
+/* The keys of every held batch of p. Rebuilt whenever a batch is held or let go: rare. */
+static void dl_keys_rebuild(struct dl_part *p)
+{
+    struct dl_keys *k = &p->keys;
+    size_t recs = 0;
+    for (struct dl_batch *hb = p->held; hb != NULL; hb = hb->hnext) {
+        recs += hb->b.count;
+    }
+    dl_keys_reset(k, recs);
     for (struct dl_batch *hb = p->held; hb != NULL; hb = hb->hnext) {
         for (struct sp_rec *r = hb->b.head; r != NULL; r = r->next) {
             dl_keys_add(k, r->key_hash);
@@ -673,6 +679,69 @@ void sp_delivery_release(struct sp_delivery *d, struct sp_batch *b)
     dl_kick_locked(d);
     pthread_mutex_unlock(&d->mu);
     free(db);
+}
+
+static bool dl_rec_retriable(const struct sp_rec *r)
+{
+    return r->err != NULL && r->err->retriable;
+}
+
+void sp_delivery_retry_failed(struct sp_delivery *d, struct sp_batch *b)
+{
+    struct sp_rec *r = b->head;
+    while (r != NULL && !dl_rec_retriable(r)) {
+        r = r->next;
+    }
+    if (r == NULL) {
+        return;
+    }
+    /* The failed records, and every later record of their keys (order per key). */
+    struct dl_batch *nb = dl_batch_new(d, b->part);
+    struct dl_keys failed = {0};
+    dl_keys_reset(&failed, b->count);
+    r = b->head;
+    b->head = b->tail = NULL;
+    b->count = 0;
+    b->bytes = 0;
+    while (r != NULL) {
+        struct sp_rec *next = r->next;
+        if (dl_rec_retriable(r) || dl_keys_has(&failed, r->key_hash)) {
+            dl_keys_add(&failed, r->key_hash);
+            if (r->err != NULL) {
+                if (nb->b.err.code == 0) {
+                    nb->b.err = *r->err;
+                }
+                free(r->err);
+                r->err = NULL;
+            }
+            dl_batch_push(&nb->b, r);
+        } else {
+            dl_batch_push(b, r);
+        }
+        r = next;
+    }
+    free(failed.slot);
+    free(failed.used);
+    nb->b.attempt = b->attempt;
+    pthread_mutex_lock(&d->mu);
+    if (!d->hold_keys) {
+        dl_requeue_locked(d, nb);
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    /* Held before b is released, so its keys never come free in between. */
+    struct dl_part *p = &d->parts[b->part];
+    nb->held = true;
+    nb->level = nb->b.attempt;
+    nb->ok_mark = d->delivered;
+    nb->hnext = p->held;
+    p->held = nb;
+    int64_t wait = dl_backoff_ms(nb->level);
+    nb->b.not_before_ms = sp_time_mono_ms() + wait;
+    dl_log_retry(d, nb, wait, "; the rest of the batch was delivered, these keys wait");
+    dl_keys_rebuild(p);
+    dl_kick_locked(d);
+    pthread_mutex_unlock(&d->mu);
 }
 
 void sp_delivery_retry(struct sp_delivery *d, struct sp_batch *b)

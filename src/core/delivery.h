@@ -44,6 +44,13 @@ void sp_delivery_add(struct sp_delivery *d, struct sp_rec *r);
 int sp_delivery_flush(struct sp_delivery *d, bool force, int64_t now_ms);
 /* The pipeline settled b for good (delivered or rejected): its partition moves on; frees b. */
 void sp_delivery_release(struct sp_delivery *d, struct sp_batch *b);
+/*
+ * b was reported with rc 0 but some records carry a retriable rec->err:
+ * those, and every later record of b with the same key, move to a batch of
+ * their own that is retried later (the errors are freed); b keeps the rest,
+ * to be settled and released as usual. No-op when there is none.
+ */
+void sp_delivery_retry_failed(struct sp_delivery *d, struct sp_batch *b);
 /* b failed with a retriable error reported through sp_batch_done: submit it again later. */
 void sp_delivery_retry(struct sp_delivery *d, struct sp_batch *b);
 /* True when no batch is queued or in flight (open, unflushed batches aside). */

@@ -310,6 +310,10 @@ static void pl_settle_batch(struct sp_pipeline *pl, struct sp_batch *b)
         sp_delivery_retry(ps->dl, b);
         return;
     }
+    if (b->rc == 0 && !pl->stopped) {
+        /* Records the sink could not deliver this time: retried apart, their keys held. */
+        sp_delivery_retry_failed(ps->dl, b);
+    }
     struct sp_rec *r = b->head;
     while (r != NULL) {
         struct sp_rec *next = r->next;
@@ -318,7 +322,7 @@ static void pl_settle_batch(struct sp_pipeline *pl, struct sp_batch *b)
         if (b->rc == 0 && r->err == NULL) {
             pl->stats.acked++;
             sp_ckpt_release(pr->ps->ck, r->txn);
-        } else if (b->rc != 0 && b->err.retriable) {
+        } else if ((b->rc != 0 && b->err.retriable) || (r->err != NULL && r->err->retriable)) {
             /* Stopped with the sink unreachable: stays unconfirmed. */
         } else {
             pl_recover(pl, pr, r->err != NULL ? r->err : &b->err, r->value, r->value_len);

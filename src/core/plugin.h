@@ -78,9 +78,10 @@ struct sp_batch {
 
 /*
  * A sink reports a batch's outcome exactly once: rc 0 (every record
- * durably accepted, except those whose rec->err it set: those are rejected
- * for good), or a negative code with err (the whole batch failed; retriable
- * or not as err says). Thread-safe.
+ * durably accepted, except those whose rec->err it set: rejected for good,
+ * or, with err->retriable, not delivered this time: the runtime sends those
+ * again, with every later record of their keys), or a negative code with
+ * err (the whole batch failed; retriable or not as err says). Thread-safe.
  */
 void sp_batch_done(struct sp_batch *b, int rc, const struct sp_err *err);
 

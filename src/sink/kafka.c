@@ -571,6 +571,27 @@ static void kafka_msg_failed(struct kafka_batch *kb, struct sp_rec *r, rd_kafka_
     }
 }
 
+/*
+ * A produced message was not delivered, for a reason a later attempt may
+ * not have (delivery_timeout passed, a partition without a leader, a
+ * missing topic, a purge, a fatal producer error): its record alone is
+ * given back (a retriable rec->err), so the records of the batch that did
+ * reach the brokers are not sent twice and only the keys of the
+ * undelivered ones wait (core/delivery.c).
+ */
+static void kafka_msg_undelivered(struct sp_rec *r, rd_kafka_resp_err_t code, const char *topic,
+                                  const char *detail)
+{
+    if (r->err != NULL) {
+        return; /* its other message (delete + tombstone) already decided */
+    }
+    r->err = sp_xcalloc(1, sizeof(*r->err));
+    sp_err_set(r->err, kafka_err_code(code), "could not deliver event %s to topic \"%s\": %s",
+               r->id, topic, detail);
+    sp_err_hint(r->err, "%s", kafka_err_hint(code));
+    r->err->retriable = true;
+}
+
 static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -581,8 +602,10 @@ static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
     }
     struct kafka_msg *km = m->_private;
     struct kafka_batch *kb = km->kb;
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && kafka_err_permanent(m->err)) {
         kafka_msg_failed(kb, km->r, m->err, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kafka_msg_undelivered(km->r, m->err, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
     }
     kb->pending--;
     if (kb->pending == 0 && !kb->producing) {
