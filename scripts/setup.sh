@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git ca-certificates clang libclang-rt-14-dev clang-format
-  libpq-dev libyaml-dev libcmocka-dev librdkafka-dev libnats-dev libhiredis-dev
+  libpq-dev libyaml-dev libcmocka-dev librdkafka-dev libnats-dev libhiredis-dev liblua5.4-dev
   redis-server nats-server
   postgresql-15 postgresql-client-15
 )
