@@ -77,6 +77,7 @@ struct dl_part {
     struct dl_keys keys;     /* their keys */
     struct sp_rec *def_head; /* deferred records (key held), in order */
     struct sp_rec *def_tail;
+    uint64_t fail_mark; /* d->delivered at the partition's last failure */
 };
 
 struct sp_delivery {
@@ -264,13 +265,13 @@ static void dl_log_retry(struct sp_delivery *d, const struct dl_batch *db, int64
                      db->b.count, db->b.part, db->b.attempt, (long long)wait, how, db->b.err.msg);
 }
 
-/* retry_hold: partition: put db back at the head of its partition, due after a backoff. */
-static void dl_requeue_locked(struct sp_delivery *d, struct dl_batch *db)
+/* Put db back at the head of its partition, due after a backoff: the partition waits. */
+static void dl_requeue_locked(struct sp_delivery *d, struct dl_batch *db, const char *how)
 {
     struct dl_part *p = &d->parts[db->b.part];
     int64_t wait = dl_backoff_ms(db->b.attempt);
     db->b.not_before_ms = sp_time_mono_ms() + wait;
-    dl_log_retry(d, db, wait, "");
+    dl_log_retry(d, db, wait, how);
     db->b.rc = 0;
     dl_q_push_head(p, db);
     p->inflight = false;
@@ -320,6 +321,19 @@ static void dl_hold_locked(struct sp_delivery *d, struct dl_batch *db)
     struct dl_part *p = &d->parts[db->b.part];
     const char *how = "";
     struct dl_batch *half = NULL;
+    if (!db->held && p->held != NULL && d->delivered == p->fail_mark) {
+        /*
+         * Nothing got through since this partition's last failure: more likely the
+         * destination is down than a second poison key. Pause the ordered flow (as
+         * retry_hold: partition does) rather than hold batch after batch, each retried
+         * on its own; it moves on again once something is delivered.
+         */
+        dl_requeue_locked(d, db,
+                          "; nothing was delivered since the last failure, so its "
+                          "partition waits");
+        return;
+    }
+    p->fail_mark = d->delivered;
     if (!db->held) {
         /* It was the ordered flow's batch: the partition moves on. */
         db->held = true;
@@ -354,7 +368,7 @@ static void dl_retry_locked(struct sp_delivery *d, struct dl_batch *db)
     if (d->hold_keys) {
         dl_hold_locked(d, db);
     } else {
-        dl_requeue_locked(d, db);
+        dl_requeue_locked(d, db, "");
     }
 }
 
@@ -725,7 +739,7 @@ void sp_delivery_retry_failed(struct sp_delivery *d, struct sp_batch *b)
     nb->b.attempt = b->attempt;
     pthread_mutex_lock(&d->mu);
     if (!d->hold_keys) {
-        dl_requeue_locked(d, nb);
+        dl_requeue_locked(d, nb, "; the rest of the batch was delivered");
         pthread_mutex_unlock(&d->mu);
         return;
     }

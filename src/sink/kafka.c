@@ -60,7 +60,7 @@ struct kafka_conf {
 };
 
 static const struct sp_opt kafka_opts[] = {
-    SP_SINK_BATCH_OPTS(struct kafka_conf, "16"),
+    SP_SINK_BATCH_OPTS(struct kafka_conf, "16", "key"),
     SP_OPT_STR("brokers", struct kafka_conf, brokers, NULL, SP_OPT_REQUIRED,
                "bootstrap brokers, comma-separated host:port list"),
     SP_OPT_STR("topic", struct kafka_conf, topic, "{source}.{schema}.{table}", 0,

@@ -70,7 +70,7 @@ struct nats_conf {
 };
 
 static const struct sp_opt nats_opts[] = {
-    SP_SINK_BATCH_OPTS(struct nats_conf, "8"),
+    SP_SINK_BATCH_OPTS(struct nats_conf, "8", "key"),
     SP_OPT_STR("url", struct nats_conf, url, NULL, SP_OPT_REQUIRED,
                "NATS server URL, or several separated by commas (nats://host:4222); may carry "
                "user:password@ or token@, which logs never show"),
