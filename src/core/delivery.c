@@ -238,7 +238,7 @@ static void dl_kick_locked(struct sp_delivery *d)
 
 static void dl_q_push_head(struct dl_part *p, struct dl_batch *db)
 {
-    db->b.next = &p->q_head->b;
+    db->b.next = p->q_head != NULL ? &p->q_head->b : NULL;
     p->q_head = db;
     if (p->q_tail == NULL) {
         p->q_tail = db;

@@ -711,7 +711,9 @@ static int sc_put_object(lua_State *L, int idx, int order_idx, struct sp_buf *ou
             rest[nrest++] = lua_tostring(L, -1); /* anchored by the table */
         }
     }
-    qsort(rest, nrest, sizeof(*rest), sc_keycmp);
+    if (nrest > 1) {
+        qsort(rest, nrest, sizeof(*rest), sc_keycmp);
+    }
     for (size_t i = 0; i < nrest; i++) {
         if (!first) {
             sp_buf_putc(out, ',');
@@ -1383,7 +1385,9 @@ static int sc_build_event(struct sp_script *s, const struct sp_script_input *in,
         free(bd.cols);
         return rc;
     }
-    qsort(bd.cols, (size_t)bd.ncols, sizeof(*bd.cols), sc_col_order);
+    if (bd.ncols > 1) {
+        qsort(bd.cols, (size_t)bd.ncols, sizeof(*bd.cols), sc_col_order);
+    }
     sc_types(&bd);
     const struct sp_relation *rel = iev->rel;
     bool same_shape = rel != NULL && bd.ncols == rel->ncols;
