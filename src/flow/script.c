@@ -19,6 +19,9 @@
  *
  * What it does not do: read the flow's configuration or decide what an
  * error becomes (the flow and the stream's recovery policy do).
+ *
+ * Naming: the lua_State is `L` here and in script_json.c, as in Lua's own
+ * code and manual, although clang-tidy's naming check wants lower case.
  */
 #include "flow/script.h"
 
