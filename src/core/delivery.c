@@ -739,7 +739,11 @@ void sp_delivery_retry_failed(struct sp_delivery *d, struct sp_batch *b)
     nb->b.attempt = b->attempt;
     pthread_mutex_lock(&d->mu);
     if (!d->hold_keys) {
-        dl_requeue_locked(d, nb, "; the rest of the batch was delivered");
+        /* First in its partition once b is released (b still counts as in flight). */
+        int64_t wait = dl_backoff_ms(nb->b.attempt);
+        nb->b.not_before_ms = sp_time_mono_ms() + wait;
+        dl_log_retry(d, nb, wait, "; the rest of the batch was delivered");
+        dl_q_push_head(&d->parts[b->part], nb);
         pthread_mutex_unlock(&d->mu);
         return;
     }
