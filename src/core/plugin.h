@@ -45,9 +45,8 @@ struct sp_rec {
     const char *source; /* the configured source name, for topic templates */
     const char *schema; /* "" for messages */
     const char *table;  /* "" for messages; the prefix for 'm' */
-    const char
-        *dest; /* from a route/outbox flow: overrides the sink's destination template; NULL: none */
-    const char *key; /* may be NULL */
+    const char *dest;   /* from a route/outbox flow: overrides the sink's destination template; NULL: none */
+    const char *key;    /* may be NULL */
     size_t key_len;
     const char *value;
     size_t value_len;
