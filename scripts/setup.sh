@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git ca-certificates clang libclang-rt-14-dev clang-format
   libpq-dev libyaml-dev libcmocka-dev librdkafka-dev libnats-dev libhiredis-dev
-  libcurl4-openssl-dev libssl-dev libmicrohttpd-dev
+  libcurl4-openssl-dev libssl-dev libmicrohttpd-dev liblua5.4-dev
   redis-server nats-server
   postgresql-15 postgresql-client-15
 )

@@ -4,7 +4,10 @@
  * batches with at most one batch in flight, so changes to one key arrive in
  * order while different keys are delivered in parallel. A batch that fails
  * with a retriable error is retried with exponential backoff and jitter;
- * only its own partition waits meanwhile.
+ * meanwhile only its keys wait (retry_hold: key; the rest of its partition
+ * flows on) or its whole partition (retry_hold: partition). A partition can
+ * thus have several batches with the sink at once, never two with the same
+ * key.
  *
  * Threads: sp_delivery_add/flush/retry/release run on the pipeline thread;
  * the sink's submit and poll run on the delivery's own thread; the sink
@@ -41,10 +44,23 @@ void sp_delivery_add(struct sp_delivery *d, struct sp_rec *r);
 int sp_delivery_flush(struct sp_delivery *d, bool force, int64_t now_ms);
 /* The pipeline settled b for good (delivered or rejected): its partition moves on; frees b. */
 void sp_delivery_release(struct sp_delivery *d, struct sp_batch *b);
+/*
+ * b was reported with rc 0 but some records carry a retriable rec->err:
+ * those, and every later record of b with the same key, move to a batch of
+ * their own that is retried later (the errors are freed); b keeps the rest,
+ * to be settled and released as usual. No-op when there is none.
+ */
+void sp_delivery_retry_failed(struct sp_delivery *d, struct sp_batch *b);
 /* b failed with a retriable error reported through sp_batch_done: submit it again later. */
 void sp_delivery_retry(struct sp_delivery *d, struct sp_batch *b);
 /* True when no batch is queued or in flight (open, unflushed batches aside). */
 bool sp_delivery_idle(struct sp_delivery *d);
+/*
+ * The shutdown budget ends at deadline_ms (sp_time_mono_ms): the sink's
+ * final flush, when the thread stops, gets what is left of it (none if
+ * never set).
+ */
+void sp_delivery_set_deadline(struct sp_delivery *d, int64_t deadline_ms);
 /* Stop the thread (after the sink's flush) and wait for it. */
 void sp_delivery_stop(struct sp_delivery *d);
 /* Free d; every record never settled goes to free_rec first. */

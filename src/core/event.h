@@ -141,6 +141,7 @@ struct sp_event {
         *dest; /* route/outbox: topic/subject/stream/event type; overrides the sink's template */
     const char *key_override; /* route/outbox: the key; overrides the format's key */
     uint32_t key_override_len;
+    bool key_override_json; /* key_override is JSON text (script flow), not a plain string */
     const char
         *id_override; /* outbox: event id (e.g. the outbox row's id) instead of <lsn>:<seq> */
     /* transaction metadata (flow "transaction"); tx_id NULL unless set */

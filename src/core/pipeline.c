@@ -314,6 +314,10 @@ static void pl_settle_batch(struct sp_pipeline *pl, struct sp_batch *b)
         sp_delivery_retry(ps->dl, b);
         return;
     }
+    if (b->rc == 0 && !pl->stopped) {
+        /* Records the sink could not deliver this time: retried apart, their keys held. */
+        sp_delivery_retry_failed(ps->dl, b);
+    }
     struct sp_rec *r = b->head;
     while (r != NULL) {
         struct sp_rec *next = r->next;
@@ -322,7 +326,7 @@ static void pl_settle_batch(struct sp_pipeline *pl, struct sp_batch *b)
         if (b->rc == 0 && r->err == NULL) {
             pl->stats.acked++;
             sp_ckpt_release(pr->ps->ck, r->txn);
-        } else if (b->rc != 0 && b->err.retriable) {
+        } else if ((b->rc != 0 && b->err.retriable) || (r->err != NULL && r->err->retriable)) {
             /* Stopped with the sink unreachable: stays unconfirmed. */
         } else {
             pl_recover(pl, pr, r->err != NULL ? r->err : &b->err, r->value, r->value_len);
@@ -884,6 +888,10 @@ int sp_pipeline_run(struct sp_pipeline *pl, const struct sp_run_opts *opts,
     struct sp_err derr;
     sp_err_clear(&derr);
     int64_t deadline = sp_time_mono_ms() + pl->cfg->shutdown_timeout;
+    for (int i = 0; i < pl->nsinks; i++) {
+        /* The sinks' final flush (sp_pipeline_free) gets what the drain leaves of the budget. */
+        sp_delivery_set_deadline(pl->sinks[i].dl, deadline);
+    }
     if (pl->inflight_recs > 0) {
         sp_log_info(&sp_log_main, "draining %llu records in flight",
                     (unsigned long long)pl->inflight_recs);

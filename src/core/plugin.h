@@ -5,8 +5,8 @@
  *
  * Threads: sources, formats and the pipeline run on the pipeline thread.
  * A sink's open/check/close run on the pipeline thread; submit, poll and
- * flush run on the sink's own delivery thread; sp_batch_done may be called
- * from any thread.
+ * flush run on the sink's own delivery thread; sp_batch_done and wake may be
+ * called from any thread.
  */
 #ifndef SIPHON_CORE_PLUGIN_H
 #define SIPHON_CORE_PLUGIN_H
@@ -78,9 +78,10 @@ struct sp_batch {
 
 /*
  * A sink reports a batch's outcome exactly once: rc 0 (every record
- * durably accepted, except those whose rec->err it set: those are rejected
- * for good), or a negative code with err (the whole batch failed; retriable
- * or not as err says). Thread-safe.
+ * durably accepted, except those whose rec->err it set: rejected for good,
+ * or, with err->retriable, not delivered this time: the runtime sends those
+ * again, with every later record of their keys), or a negative code with
+ * err (the whole batch failed; retriable or not as err says). Thread-safe.
  */
 void sp_batch_done(struct sp_batch *b, int rc, const struct sp_err *err);
 
@@ -97,6 +98,11 @@ struct sp_sink_ops {
      * or before returning; on error it never does. */
     int (*submit)(struct sp_sink *sk, struct sp_batch *b, struct sp_err *err);
     int (*poll)(struct sp_sink *sk, int timeout_ms); /* drive I/O, deliver acks */
+    /* Optional, with poll: make a poll in progress return soon (the runtime has a batch
+     * for the sink). Called from another thread, with the runtime's lock held: it must
+     * not block, nor call back into the runtime. A wake with no poll in progress may make
+     * the next poll return at once. */
+    void (*wake)(struct sp_sink *sk);
     int (*flush)(struct sp_sink *sk, int timeout_ms, struct sp_err *err);
     int (*check)(struct sp_sink *sk, struct sp_err *err); /* `siphon check` */
     void (*close)(struct sp_sink *sk);

@@ -25,6 +25,7 @@ extern const struct sp_flow_ops sp_flow_mask;
 extern const struct sp_flow_ops sp_flow_route;
 extern const struct sp_flow_ops sp_flow_outbox;
 extern const struct sp_flow_ops sp_flow_transaction;
+extern const struct sp_flow_ops sp_flow_script;
 
 const struct sp_source_ops *const sp_registry_sources[] = {
     &sp_source_postgres,
@@ -43,11 +44,10 @@ const struct sp_format_ops *const sp_registry_formats[] = {
     NULL,
 };
 
-/* Flow types by the key of a `flows:` item. The Lua `script` flow (src/flow/script.c)
- * registers here, after transaction, when it is built. */
+/* Flow types by the key of a `flows:` item. */
 const struct sp_flow_ops *const sp_registry_flows[] = {
     &sp_flow_filter, &sp_flow_select,      &sp_flow_mask, &sp_flow_route,
-    &sp_flow_outbox, &sp_flow_transaction, NULL,
+    &sp_flow_outbox, &sp_flow_transaction, &sp_flow_script, NULL,
 };
 
 const struct sp_flow_ops *sp_registry_flow(const char *name)

@@ -2207,8 +2207,13 @@ static int dbz_encode(struct sp_format *fmt, const struct sp_event *ev, struct s
     size_t value_mark = value->len;
     int rc = 0;
     if (ev->key_override != NULL) {
-        /* a JSON string, as the JSON converter writes the outbox router's key */
-        dbz_put_str(key, ev->key_override, ev->key_override_len);
+        /* a JSON string, as the JSON converter writes the outbox router's key; a
+         * script's key as the JSON it returned */
+        if (ev->key_override_json) {
+            sp_buf_append(key, ev->key_override, ev->key_override_len);
+        } else {
+            dbz_put_str(key, ev->key_override, ev->key_override_len);
+        }
     } else {
         rc = dbz_encode_key(fmt, ev, key, err);
     }

@@ -63,8 +63,9 @@ static int64_t json_us_to_ms(int64_t us)
  * value when the server sent a full old row (REPLICA IDENTITY FULL), else
  * the placeholder.
  */
-static int json_put_value(const struct sp_format *fmt, const struct sp_event *ev,
-                          const struct sp_tuple *tup, int i, struct sp_buf *out, struct sp_err *err)
+int sp_format_json_column(const struct sp_format *fmt, const struct sp_event *ev,
+                          const struct sp_tuple *tup, int i, struct sp_buf *out,
+                          struct sp_err *err)
 {
     const struct sp_column *col = &ev->rel->cols[i];
     const struct sp_datum *d = &tup->cols[i];
@@ -119,7 +120,7 @@ int sp_format_json_row(const struct sp_format *fmt, const struct sp_event *ev,
         first = false;
         json_put_str(out, rel->cols[i].name);
         sp_buf_putc(out, ':');
-        int rc = json_put_value(fmt, ev, tup, i, out, err);
+        int rc = sp_format_json_column(fmt, ev, tup, i, out, err);
         if (rc < 0) {
             return rc;
         }
@@ -187,13 +188,22 @@ static void json_put_source(const struct sp_event *ev, struct sp_buf *out)
     sp_buf_puts(out, ",\"version\":\"" SP_VERSION "\"}");
 }
 
+void sp_format_key_override(const struct sp_event *ev, struct sp_buf *key)
+{
+    if (ev->key_override_json) {
+        sp_buf_append(key, ev->key_override, ev->key_override_len);
+    } else {
+        sp_buf_put_json_str(key, ev->key_override, ev->key_override_len);
+    }
+}
+
 /* The key object, or the key a flow set as a JSON string; left empty when the relation has
  * no key columns or no row carries them. */
 int sp_format_json_key(const struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *key,
                        struct sp_err *err)
 {
     if (ev->key_override != NULL) {
-        sp_buf_put_json_str(key, ev->key_override, ev->key_override_len);
+        sp_format_key_override(ev, key);
         return 0;
     }
     if (ev->op == SP_OP_MESSAGE) {
@@ -275,7 +285,7 @@ static int json_encode(struct sp_format *fmt, const struct sp_event *ev, struct 
     if (ev->payload != NULL) {
         /* an outbox event: the business event is the value, as the application wrote it */
         if (ev->key_override != NULL) {
-            sp_buf_put_json_str(key, ev->key_override, ev->key_override_len);
+            sp_format_key_override(ev, key);
         }
         sp_buf_append(value, ev->payload, ev->payload_len);
         return 0;

@@ -20,10 +20,16 @@
 int sp_format_json_row(const struct sp_format *fmt, const struct sp_event *ev,
                        const struct sp_tuple *tup, bool keys_only, struct sp_buf *out,
                        struct sp_err *err);
+/* The key a flow set: JSON text as it is, a plain string as a JSON string. */
+void sp_format_key_override(const struct sp_event *ev, struct sp_buf *key);
+/* The JSON of column i of tup (a tuple of ev), as sp_format_json_row writes it. */
+int sp_format_json_column(const struct sp_format *fmt, const struct sp_event *ev,
+                          const struct sp_tuple *tup, int i, struct sp_buf *out,
+                          struct sp_err *err);
 /*
- * The json format's key of ev: the object of the replica identity columns,
- * {"prefix": ...} for logical decoding messages, nothing for tables without
- * a key and for truncates.
+ * The json format's key of ev: the key a flow set (as a JSON string), else
+ * the object of the replica identity columns, {"prefix": ...} for logical
+ * decoding messages, nothing for tables without a key and for truncates.
  */
 int sp_format_json_key(const struct sp_format *fmt, const struct sp_event *ev, struct sp_buf *key,
                        struct sp_err *err);

@@ -33,7 +33,7 @@ struct file_conf {
 };
 
 static const struct sp_opt file_opts[] = {
-    SP_SINK_BATCH_OPTS(struct file_conf, "1"),
+    SP_SINK_BATCH_OPTS(struct file_conf, "1", "partition"),
     SP_OPT_STR("path", struct file_conf, path, NULL, SP_OPT_REQUIRED,
                "file to append JSON Lines to; created if absent"),
     SP_OPT_ENUM("key", struct file_conf, key, "field", sp_jsonl_key_names,

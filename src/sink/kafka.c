@@ -25,12 +25,15 @@
  * reports (rd_kafka_poll/rd_kafka_flush), so the batch bookkeeping needs no
  * lock. librdkafka's log callback runs on its own threads and only logs.
  */
+#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "core/plugin.h"
 #include "core/sinkconf.h"
@@ -57,7 +60,7 @@ struct kafka_conf {
 };
 
 static const struct sp_opt kafka_opts[] = {
-    SP_SINK_BATCH_OPTS(struct kafka_conf, "16"),
+    SP_SINK_BATCH_OPTS(struct kafka_conf, "16", "key"),
     SP_OPT_STR("brokers", struct kafka_conf, brokers, NULL, SP_OPT_REQUIRED,
                "bootstrap brokers, comma-separated host:port list"),
     SP_OPT_STR("topic", struct kafka_conf, topic, "{source}.{schema}.{table}", 0,
@@ -140,6 +143,14 @@ struct kafka_state {
     struct kafka_batch *batches; /* in flight */
     bool closing;                /* delivery reports are no longer settled */
     struct sp_buf scratch;       /* header values */
+    /*
+     * Wakes poll: librdkafka writes to it when its main queue (delivery
+     * reports, errors, logs) goes from empty to non-empty
+     * (rd_kafka_queue_io_event_enable), and wake writes to it when the
+     * runtime has a batch. An eventfd, so writes from any thread are safe.
+     */
+    int efd;
+    rd_kafka_queue_t *mainq;
 };
 
 /* ---- topic templates ---- */
@@ -582,6 +593,27 @@ static void kafka_msg_failed(struct kafka_batch *kb, struct sp_rec *r, rd_kafka_
     }
 }
 
+/*
+ * A produced message was not delivered, for a reason a later attempt may
+ * not have (delivery_timeout passed, a partition without a leader, a
+ * missing topic, a purge, a fatal producer error): its record alone is
+ * given back (a retriable rec->err), so the records of the batch that did
+ * reach the brokers are not sent twice and only the keys of the
+ * undelivered ones wait (core/delivery.c).
+ */
+static void kafka_msg_undelivered(struct sp_rec *r, rd_kafka_resp_err_t code, const char *topic,
+                                  const char *detail)
+{
+    if (r->err != NULL) {
+        return; /* its other message (delete + tombstone) already decided */
+    }
+    r->err = sp_xcalloc(1, sizeof(*r->err));
+    sp_err_set(r->err, kafka_err_code(code), "could not deliver event %s to topic \"%s\": %s",
+               r->id, topic, detail);
+    sp_err_hint(r->err, "%s", kafka_err_hint(code));
+    r->err->retriable = true;
+}
+
 static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -592,8 +624,10 @@ static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
     }
     struct kafka_msg *km = m->_private;
     struct kafka_batch *kb = km->kb;
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && kafka_err_permanent(m->err)) {
         kafka_msg_failed(kb, km->r, m->err, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kafka_msg_undelivered(km->r, m->err, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
     }
     kb->pending--;
     if (kb->pending == 0 && !kb->producing) {
@@ -603,11 +637,33 @@ static void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
 
 /* ---- open, submit, poll, flush, close ---- */
 
+/* Hands the main queue's events to st->efd (see struct kafka_state). */
+static void kafka_events_attach(struct kafka_state *st)
+{
+    static const uint64_t one = 1;
+    st->mainq = rd_kafka_queue_get_main(st->rk);
+    rd_kafka_queue_io_event_enable(st->mainq, st->efd, &one, sizeof(one));
+}
+
+/* Before the producer is destroyed: librdkafka must not write to efd any more. */
+static void kafka_events_detach(struct kafka_state *st)
+{
+    if (st->mainq != NULL) {
+        rd_kafka_queue_io_event_enable(st->mainq, -1, NULL, 0);
+        rd_kafka_queue_destroy(st->mainq);
+        st->mainq = NULL;
+    }
+}
+
 static void kafka_state_free(struct kafka_state *st)
 {
+    kafka_events_detach(st);
     kafka_topics_free(st);
     if (st->rk != NULL) {
         rd_kafka_destroy(st->rk);
+    }
+    if (st->efd >= 0) {
+        close(st->efd);
     }
     sp_buf_fini(&st->scratch);
     free(st);
@@ -624,6 +680,13 @@ static int kafka_open(struct sp_sink *sk, struct sp_err *err)
     st->cl.sk = sk;
     st->last_topic = -1;
     sp_buf_init(&st->scratch);
+    st->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (st->efd < 0) {
+        int rc = sp_err_errno(err, errno, "could not create an eventfd");
+        st->efd = -1;
+        kafka_state_free(st);
+        return rc;
+    }
     sk->state = st;
     st->rk = kafka_producer_new(sk, &st->cl, true, err);
     if (st->rk == NULL) {
@@ -631,6 +694,7 @@ static int kafka_open(struct sp_sink *sk, struct sp_err *err)
         sk->state = NULL;
         return err->code;
     }
+    kafka_events_attach(st);
     const char *idem = kafka_prop(conf, "enable.idempotence");
     if (idem != NULL && strcasecmp(idem, "true") != 0) {
         sp_log_warn(&sk->log,
@@ -664,6 +728,7 @@ static int kafka_recover(struct sp_sink *sk, struct sp_err *err)
             return rc;
         }
         sp_log_warn(&sk->log, "creating a new kafka producer after a fatal error: %s", msg);
+        kafka_events_detach(st);
         kafka_topics_free(st);
         rd_kafka_destroy(st->rk);
         st->rk = NULL;
@@ -673,6 +738,7 @@ static int kafka_recover(struct sp_sink *sk, struct sp_err *err)
         err->retriable = true;
         return err->code;
     }
+    kafka_events_attach(st);
     return 0;
 }
 
@@ -791,15 +857,35 @@ static int kafka_submit(struct sp_sink *sk, struct sp_batch *b, struct sp_err *e
     return 0;
 }
 
+/*
+ * Serves librdkafka's events, waiting up to timeout_ms for one, or for a
+ * wake. (rd_kafka_poll alone could not be interrupted when the runtime
+ * has a new batch: rd_kafka_yield may only be called from a callback.)
+ */
 static int kafka_poll(struct sp_sink *sk, int timeout_ms)
 {
     struct kafka_state *st = sk->state;
-    if (st->rk == NULL) {
-        /* No producer (its re-creation failed): submit tries again; do not spin. */
-        poll(NULL, 0, timeout_ms);
-        return 0;
+    int n = st->rk != NULL ? rd_kafka_poll(st->rk, 0) : 0;
+    if (n > 0) {
+        return n;
     }
-    return rd_kafka_poll(st->rk, timeout_ms);
+    /* With no producer (its re-creation failed) this only waits: submit tries again. */
+    struct pollfd pfd = {.fd = st->efd, .events = POLLIN, .revents = 0};
+    if (poll(&pfd, 1, timeout_ms) > 0) {
+        uint64_t v;
+        ssize_t rd = read(st->efd, &v, sizeof(v));
+        (void)rd; /* EAGAIN: another read took it */
+    }
+    return st->rk != NULL ? rd_kafka_poll(st->rk, 0) : 0;
+}
+
+/* wake: a batch is ready; from the pipeline thread. */
+static void kafka_wake(struct sp_sink *sk)
+{
+    struct kafka_state *st = sk->state;
+    uint64_t one = 1;
+    ssize_t w = write(st->efd, &one, sizeof(one));
+    (void)w; /* fails only when the counter would overflow: poll wakes anyway */
 }
 
 static int kafka_flush(struct sp_sink *sk, int timeout_ms, struct sp_err *err)
@@ -832,6 +918,7 @@ static void kafka_close(struct sp_sink *sk)
         rd_kafka_poll(st->rk, 0);
     }
     st->closing = true;
+    kafka_events_detach(st);
     kafka_topics_free(st);
     if (st->rk != NULL) {
         rd_kafka_destroy(st->rk);
@@ -922,6 +1009,7 @@ const struct sp_sink_ops sp_sink_kafka = {
     .open = kafka_open,
     .submit = kafka_submit,
     .poll = kafka_poll,
+    .wake = kafka_wake,
     .flush = kafka_flush,
     .check = kafka_check,
     .close = kafka_close,

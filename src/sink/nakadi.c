@@ -75,7 +75,7 @@ struct nakadi_conf {
 };
 
 static const struct sp_opt nakadi_opts[] = {
-    SP_SINK_BATCH_OPTS(struct nakadi_conf, "8"),
+    SP_SINK_BATCH_OPTS(struct nakadi_conf, "8", "key"),
     SP_OPT_STR("url", struct nakadi_conf, url, NULL, SP_OPT_REQUIRED,
                "base URL of the Nakadi API, e.g. https://nakadi.example.org"),
     SP_OPT_STR("event_type", struct nakadi_conf, event_type, NULL, SP_OPT_REQUIRED,

@@ -70,7 +70,7 @@ struct nats_conf {
 };
 
 static const struct sp_opt nats_opts[] = {
-    SP_SINK_BATCH_OPTS(struct nats_conf, "8"),
+    SP_SINK_BATCH_OPTS(struct nats_conf, "8", "key"),
     SP_OPT_STR("url", struct nats_conf, url, NULL, SP_OPT_REQUIRED,
                "NATS server URL, or several separated by commas (nats://host:4222); may carry "
                "user:password@ or token@, which logs never show"),
@@ -149,7 +149,7 @@ enum nats_rec_state {
     NR_REJECTED,
 };
 
-/* The batch of one partition while it is being published. */
+/* One batch while it is being published (a partition may have several). */
 struct nats_slot {
     struct sp_batch *b; /* NULL: idle */
     uint32_t gen;       /* in reply subjects; bumped per submit, so late acks are ignored */
@@ -1008,7 +1008,7 @@ static void nats_slot_done(struct sp_sink *sk, int si)
     sp_log_debug(&sk->log,
                  "partition %d: %zu events acknowledged by JetStream in %lld ms (%zu duplicates, "
                  "%zu rejected)",
-                 si, s->n - rejected, (long long)(sp_time_mono_ms() - s->start_ms), s->dups,
+                 b->part, s->n - rejected, (long long)(sp_time_mono_ms() - s->start_ms), s->dups,
                  rejected);
     nats_slot_clear(s);
     st->busy--;
@@ -1029,10 +1029,16 @@ static void nats_slot_fail(struct sp_sink *sk, int si, const struct sp_err *err)
 static int nats_submit(struct sp_sink *sk, struct sp_batch *b, struct sp_err *err)
 {
     struct nats_state *st = sk->state;
-    int si = b->part;
-    if (si < 0 || si >= st->nslots || st->slots[si].b != NULL) {
-        /* The runtime keeps one batch in flight per partition; anything else is a bug. */
-        return sp_err_set(err, SP_EINVAL, "partition %d already has a batch in flight", si);
+    /* A free slot; a partition may have several batches in flight (a retried one beside
+     * the next), never two with the same key, so slots are not tied to partitions. */
+    int si = 0;
+    while (si < st->nslots && st->slots[si].b != NULL) {
+        si++;
+    }
+    if (si == st->nslots) {
+        st->slots = sp_xrealloc(st->slots, (size_t)(st->nslots + 1) * sizeof(*st->slots));
+        memset(&st->slots[st->nslots], 0, sizeof(*st->slots));
+        st->nslots++;
     }
     if (natsConnection_Status(st->nc) == NATS_CONN_STATUS_CLOSED) {
         sp_err_set(err, SP_ECONN, "the connection to %s is closed", st->url_masked);

@@ -13,7 +13,7 @@ struct null_conf {
 };
 
 static const struct sp_opt null_opts[] = {
-    SP_SINK_BATCH_OPTS(struct null_conf, "1"),
+    SP_SINK_BATCH_OPTS(struct null_conf, "1", "key"),
     SP_OPT_END,
 };
 

@@ -51,7 +51,7 @@ struct redis_conf {
 };
 
 static const struct sp_opt redis_opts[] = {
-    SP_SINK_BATCH_OPTS(struct redis_conf, "1"),
+    SP_SINK_BATCH_OPTS(struct redis_conf, "1", "partition"),
     SP_OPT_STR("url", struct redis_conf, url, NULL, 0,
                "redis://[user[:password]@]host[:port][/db] (user and password percent-encoded); "
                "instead of host, port, username, password and db"),

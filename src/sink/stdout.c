@@ -24,7 +24,7 @@ static const char *const stdout_style_names[] = {"jsonl", "pretty", NULL};
 enum { STDOUT_JSONL = 0, STDOUT_PRETTY = 1 };
 
 static const struct sp_opt stdout_opts[] = {
-    SP_SINK_BATCH_OPTS(struct stdout_conf, "1"),
+    SP_SINK_BATCH_OPTS(struct stdout_conf, "1", "partition"),
     SP_OPT_ENUM("key", struct stdout_conf, key, "field", sp_jsonl_key_names,
                 "where the event key goes: field (a \"key\" member), prefix (key, tab, value) "
                 "or none"),

@@ -6,7 +6,9 @@
  * the outbox write in one transaction; a rollback delivers nothing; cleanup
  * deletes deliver nothing), the Debezium router's destination checked in a
  * real redis-server; a masked column's original value appears in no output,
- * dead letter or log of a run that also dead-letters a poison event.
+ * dead letter or log of a run that also dead-letters a poison event; Lua
+ * scripts (inline and from a file) change, drop and fan out events, and a
+ * script error dead-letters the event naming the configuration's line.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -621,6 +623,144 @@ static void transaction_metadata_frames_each_transaction(void **state)
     sp_test_free_lines(l);
 }
 
+/* ---- script ------------------------------------------------------------------- */
+
+/* The 1-based line of path that contains needle, 0 if none. */
+static int line_with(const char *path, const char *needle)
+{
+    size_t n = 0;
+    char **lines = sp_test_read_lines(path, &n);
+    int at = 0;
+    for (size_t i = 0; i < n && at == 0; i++) {
+        if (strstr(lines[i], needle) != NULL) {
+            at = (int)i + 1;
+        }
+    }
+    sp_test_free_lines(lines);
+    return at;
+}
+
+static void script_flows_change_drop_fan_out_and_dead_letter(void **state)
+{
+    struct fixture *fx = *state;
+    sp_test_sql(fx->conn, "CREATE TABLE sc_orders (id int PRIMARY KEY, status text, "
+                          "total numeric(10,2), placed timestamptz)");
+    /* a script file next to the configuration, named relative to it */
+    char *dir = sp_test_asprintf("%s/script", fx->tmp);
+    char *mk = sp_test_asprintf("mkdir -p %s", dir);
+    assert_int_equal(system(mk), 0);
+    free(mk);
+    char *lua = sp_test_asprintf("%s/tag.lua", dir);
+    sp_test_write_file(lua, "-- tags each row and keys it by a new field\n"
+                            "function tag(e)\n"
+                            "  if e.after == nil then return e end\n"
+                            "  e.after.tag = 'x' .. e.after.id\n"
+                            "  e.key = {k = e.after.id}\n"
+                            "  return e\n"
+                            "end\n");
+    free(lua);
+    free(dir);
+    siphon_start(fx, "script",
+                 "  out: {type: file, path: @DIR@/out.jsonl}\n"
+                 "  out2: {type: file, path: @DIR@/out2.jsonl}\n"
+                 "  dead: {type: file, path: @DIR@/dead.jsonl}\n",
+                 "  - name: inline\n"
+                 "    source: db\n"
+                 "    tables: [sc_orders]\n"
+                 "    sink: out\n"
+                 "    recovery: {type: dead_letter, sink: dead}\n"
+                 "    flows:\n"
+                 "      - script:\n"
+                 "          inline: |\n"
+                 "            function transform(event)\n"
+                 "              if event.op == 'd' then return nil end\n"
+                 "              if event.after.id == 13 then error('unlucky order') end\n"
+                 "              event.after.state = event.after.status\n"
+                 "              event.after.status = nil\n"
+                 "              if tonumber(event.after.total) > 1000 then\n"
+                 "                local audit = {op = 'c', after = {order_id = event.after.id},\n"
+                 "                               key = {order_id = event.after.id}}\n"
+                 "                return {event, audit}\n"
+                 "              end\n"
+                 "              return event\n"
+                 "            end\n"
+                 "  - name: file\n"
+                 "    source: db\n"
+                 "    tables: [sc_orders]\n"
+                 "    sink: out2\n"
+                 "    flows:\n"
+                 "      - script: {file: ../script/tag.lua, function: tag}\n");
+    sp_test_sql(fx->conn, "INSERT INTO sc_orders VALUES (1, 'new', 10, '2026-11-21 10:00:00.5+01')");
+    sp_test_sql(fx->conn, "INSERT INTO sc_orders VALUES (2, 'new', 5000, NULL)");
+    sp_test_sql(fx->conn, "UPDATE sc_orders SET status = 'paid' WHERE id = 1");
+    sp_test_sql(fx->conn, "DELETE FROM sc_orders WHERE id = 1");
+    sp_test_sql(fx->conn, "INSERT INTO sc_orders VALUES (13, 'new', 1, NULL)");
+    sp_test_sql(fx->conn, "INSERT INTO sc_orders VALUES (99, 'end', 0, NULL)");
+    wait_lines(fx, "out.jsonl", 5);
+    wait_lines(fx, "out2.jsonl", 6);
+    wait_lines(fx, "dead.jsonl", 1);
+    siphon_stop(fx);
+
+    char **l = lines_of(fx, "out.jsonl", 5);
+    /* renamed: the value keeps its text, the old name is gone, other columns as before */
+    assert_at(l[0], "op", "c");
+    assert_at(l[0], "key.id", "1");
+    assert_at(l[0], "after.state", "new");
+    assert_at(l[0], "after.total", "10.00");
+    assert_at(l[0], "after.placed", "2026-11-21T09:00:00.5Z");
+    assert_true(sp_test_json_lookup(l[0], "after.status", NULL) == SP_TEST_JSON_MISSING);
+    /* fanned out: the event and an audit event, ids <id>.1 and <id>.2 */
+    assert_at(l[1], "after.state", "new");
+    assert_at(l[2], "after.order_id", "2");
+    assert_at(l[2], "key.order_id", "2");
+    char *id1 = sp_test_json_get(l[1], "id");
+    char *id2 = sp_test_json_get(l[2], "id");
+    size_t n1 = strlen(id1);
+    assert_true(n1 > 2 && strcmp(id1 + n1 - 2, ".1") == 0);
+    assert_int_equal(strlen(id2), n1);
+    assert_int_equal(strncmp(id1, id2, n1 - 1), 0);
+    assert_string_equal(id2 + n1 - 2, ".2");
+    free(id1);
+    free(id2);
+    assert_at(l[3], "op", "u");
+    assert_at(l[3], "after.state", "paid");
+    /* the delete was dropped; 13 failed; 99 is the last */
+    assert_at(l[4], "after.id", "99");
+    sp_test_free_lines(l);
+
+    /* the error names the configuration file's line of the error() call */
+    char **dead = lines_of(fx, "dead.jsonl", 1);
+    char *cfg = path_of(fx, "siphon.yaml");
+    int line = line_with(cfg, "unlucky order");
+    assert_true(line > 0);
+    char *where = sp_test_asprintf("siphon.yaml:%d: unlucky order", line);
+    char *err = sp_test_json_get(dead[0], "error");
+    if (strstr(err, where) == NULL) {
+        FAIL_MSG("dead letter error \"%s\" does not contain \"%s\"", err, where);
+    }
+    assert_at(dead[0], "event.after.id", "13");
+    free(err);
+    free(where);
+    free(cfg);
+    sp_test_free_lines(dead);
+
+    /* the file script saw every event; deletes have no after and pass unchanged */
+    char **f = lines_of(fx, "out2.jsonl", 6);
+    static const char *const ids[] = {"1", "2", "1", NULL, "13", "99"};
+    for (int i = 0; i < 6; i++) {
+        if (ids[i] == NULL) {
+            assert_at(f[i], "op", "d");
+            assert_at(f[i], "key.id", "1");
+            continue;
+        }
+        char *tag = sp_test_asprintf("x%s", ids[i]);
+        assert_at(f[i], "after.tag", tag);
+        assert_at(f[i], "key.k", ids[i]);
+        free(tag);
+    }
+    sp_test_free_lines(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -629,6 +769,7 @@ int main(void)
         cmocka_unit_test_teardown(outbox_kinds_deliver_iff_committed, test_cleanup),
         cmocka_unit_test_teardown(masked_values_reach_no_output_dead_letter_or_log, test_cleanup),
         cmocka_unit_test_teardown(transaction_metadata_frames_each_transaction, test_cleanup),
+        cmocka_unit_test_teardown(script_flows_change_drop_fan_out_and_dead_letter, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("flows_pg", tests, group_setup, group_teardown);
 }

@@ -1431,6 +1431,369 @@ static void check_reports_brokers_and_topics(void **state)
     free(brokers);
 }
 
+/*
+ * Config for the policy tests: sink "bus" refuses events over 100,000 bytes
+ * (message.max.bytes, refused by librdkafka for good), stream "s" on
+ * public.<table> with the given recovery line.
+ */
+static void write_policy_config(struct fixture *fx, const char *table, const char *recovery)
+{
+    char *sinks = sp_test_asprintf("  bus:\n"
+                                   "    type: kafka\n"
+                                   "    brokers: \"%s\"\n"
+                                   "    properties:\n"
+                                   "      message.max.bytes: \"100000\"\n",
+                                   fx->bootstraps);
+    char *streams = sp_test_asprintf("  - name: s\n"
+                                     "    source: db\n"
+                                     "    tables: [public.%s]\n"
+                                     "    sink: bus\n"
+                                     "    recovery: %s\n",
+                                     table, recovery);
+    write_config(fx, table, sinks, streams, NULL);
+    free(sinks);
+    free(streams);
+}
+
+/* Replaces from with to in the test's config file. */
+static void edit_config(struct fixture *fx, const char *from, const char *to)
+{
+    char *text = sp_test_read_file(fx->cfg, NULL);
+    assert_non_null(text);
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    *at = '\0';
+    sp_test_write_file(fx->cfg, "%s%s%s", text, to, at + strlen(from));
+    free(text);
+}
+
+/* Rows lo..hi of table, small; big: one row of 200 KB. */
+static const char *policy_txn_sql =
+    "BEGIN;"
+    "INSERT INTO %s SELECT i, 0 FROM generate_series(%d, %d) i;"
+    "INSERT INTO %s VALUES (%d, 0, (SELECT string_agg(md5(i::text), "
+    "'') FROM generate_series(1, 6250) i));"
+    "INSERT INTO %s SELECT i, 0 FROM generate_series(%d, %d) i;"
+    "COMMIT;";
+
+/* Marks the key ids of ms in got (1..n), failing on ids outside it. */
+static void mark_keys(const struct kmsgs *ms, char *got, long n, const char *table)
+{
+    for (size_t i = 0; i < ms->n; i++) {
+        check_event_message(&ms->m[i], table);
+        assert_true(ms->m[i].key_id >= 1 && ms->m[i].key_id <= n);
+        got[ms->m[i].key_id] = 1;
+    }
+}
+
+/*
+ * recovery: ignore against the brokers: an event larger than the producer
+ * accepts is dropped and logged with its id, table and error; every other
+ * event arrives (some in its transaction), nothing goes to a dead-letter
+ * sink, and the slot's confirmed position moves past it.
+ */
+static void ignore_policy_drops_refused_event_and_moves_on(void **state)
+{
+    struct fixture *fx = *state;
+    const char *topic = "db.public.k_ignore";
+    topic_create(fx, topic);
+    sp_test_sql(fx->conn, "CREATE TABLE k_ignore (id int PRIMARY KEY, v int, pad text)");
+    write_policy_config(fx, "k_ignore", "{ type: ignore }");
+    start_siphon(fx);
+    insert_keys(fx, "k_ignore", 100, 50);
+    sp_test_sql(fx->conn, policy_txn_sql, "k_ignore", 101, 150, "k_ignore", 151, "k_ignore", 152,
+                200);
+    sp_test_sql(fx->conn, "INSERT INTO k_ignore SELECT i, 0 FROM generate_series(201, 300) i");
+    uint64_t end = cdc_current_lsn(fx->conn);
+    wait_count(fx, topic, 299);
+    assert_true(cdc_wait_confirmed(fx->conn, fx->slot, end, WAIT_EVENTS_MS));
+    stop_siphon(fx);
+
+    assert_int_equal(cdc_count_in_file(fx->log, "under recovery policy ignore"), 1);
+    char **lines = sp_test_read_lines(fx->log, NULL);
+    bool found = false;
+    for (char **l = lines; *l != NULL; l++) {
+        if (strstr(*l, "under recovery policy ignore") != NULL) {
+            found = true;
+            assert_non_null(strstr(*l, "dropped event 0/"));
+            assert_non_null(strstr(*l, "(public.k_ignore)"));
+            assert_non_null(strstr(*l, "too large"));
+        }
+    }
+    sp_test_free_lines(lines);
+    assert_true(found);
+    assert_int_equal(sp_test_count_lines(fx->dead), 0);
+    struct kmsgs ms;
+    read_topic(fx, topic, &ms);
+    assert_int_equal(ms.n, 299);
+    char got[301] = {0};
+    mark_keys(&ms, got, 300, "public.k_ignore");
+    for (int k = 1; k <= 300; k++) {
+        assert_int_equal(got[k], k != 151);
+    }
+    kmsgs_free(&ms);
+}
+
+/*
+ * recovery: fail against the brokers: siphon exits with code 1 naming the
+ * event, and the slot's confirmed_flush_lsn is not past the failed
+ * transaction. Restarted with recovery dead_letter, the refused event goes
+ * to the dead-letter file and every other event reaches Kafka: nothing lost.
+ */
+static void fail_policy_exits_and_restart_loses_nothing(void **state)
+{
+    struct fixture *fx = *state;
+    const char *topic = "db.public.k_fail";
+    topic_create(fx, topic);
+    sp_test_sql(fx->conn, "CREATE TABLE k_fail (id int PRIMARY KEY, v int, pad text)");
+    write_policy_config(fx, "k_fail", "{ type: fail }");
+    start_siphon(fx);
+    insert_keys(fx, "k_fail", 20, 20);
+    wait_count(fx, topic, 20);
+    uint64_t before = cdc_current_lsn(fx->conn);
+    sp_test_sql(fx->conn, policy_txn_sql, "k_fail", 21, 30, "k_fail", 31, "k_fail", 32, 41);
+    sp_test_sql(fx->conn, "INSERT INTO k_fail SELECT i, 0 FROM generate_series(42, 61) i");
+    uint64_t end = cdc_current_lsn(fx->conn);
+    int st = sp_test_proc_wait(fx->proc, WAIT_EXIT_MS);
+    if (st != 1) {
+        cdc_print_log(fx->log);
+    }
+    assert_int_equal(st, 1);
+    sp_test_proc_free(fx->proc);
+    fx->proc = NULL;
+    assert_true(cdc_wait_slot_inactive(fx->conn, fx->slot, 10000));
+    uint64_t confirmed = cdc_confirmed_lsn(fx->conn, fx->slot);
+    char b1[24];
+    char b2[24];
+    fprintf(stderr, "kafka: failed transaction starts after %s, confirmed_flush_lsn %s\n",
+            cdc_lsn_fmt(before, b1), cdc_lsn_fmt(confirmed, b2));
+    assert_true(confirmed <= before);
+    assert_true(cdc_count_in_file(fx->log, "failed under recovery policy fail") >= 1);
+    assert_true(cdc_count_in_file(fx->log, "(public.k_fail)") >= 1);
+    assert_true(cdc_count_in_file(fx->log, "too large") >= 1);
+
+    edit_config(fx, "recovery: { type: fail }", "recovery: { type: dead_letter, sink: dead }");
+    start_siphon(fx);
+    assert_true(cdc_wait_confirmed(fx->conn, fx->slot, end, WAIT_EVENTS_MS));
+    stop_siphon(fx);
+    long ids[4];
+    assert_int_equal(check_dead_letters(fx, "too large", ids, 4), 1);
+    assert_int_equal(ids[0], 31);
+    struct kmsgs ms;
+    read_topic(fx, topic, &ms);
+    char got[62] = {0};
+    mark_keys(&ms, got, 61, "public.k_fail");
+    for (int k = 1; k <= 61; k++) {
+        assert_int_equal(got[k], k != 31);
+    }
+    kmsgs_free(&ms);
+}
+
+/* CRC-32 (IEEE, reflected): what librdkafka's default partitioner hashes keys with. */
+static uint32_t crc32_of(const char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= (uint8_t)p[i];
+        for (int b = 0; b < 8; b++) {
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+        }
+    }
+    return ~c;
+}
+
+static int key_partition(int id)
+{
+    char key[32];
+    int n = snprintf(key, sizeof(key), "{\"id\":%d}", id);
+    return (int)(crc32_of(key, (size_t)n) % NPARTS);
+}
+
+/*
+ * One Kafka partition loses its leader while siphon delivers through a
+ * single lane with delivery_timeout 2 s: librdkafka times out the records
+ * of that partition's keys, the sink gives back only those, and only their
+ * keys wait while every event of the keys of the 15 other partitions
+ * arrives meanwhile. Once the leader is back the held keys arrive too:
+ * nothing lost, nothing twice, per key in commit order.
+ */
+static void leaderless_partition_holds_only_its_keys(void **state)
+{
+    struct fixture *fx = *state;
+    int nkeys = scaled(200, 100);
+    int rounds = 5;
+    const char *topic = "db.public.k_hold";
+    topic_create(fx, topic);
+    int leaders[NPARTS];
+    topic_leaders(fx, topic, leaders);
+    int dead = 3;
+    sp_test_sql(fx->conn, "CREATE TABLE k_hold (id int PRIMARY KEY, v int)");
+    char *sinks = sp_test_asprintf("  bus:\n"
+                                   "    type: kafka\n"
+                                   "    brokers: \"%s\"\n"
+                                   "    partitions: 1\n"
+                                   "    delivery_timeout: 2s\n",
+                                   fx->bootstraps);
+    write_config(fx, "k_hold", sinks,
+                 "  - name: s\n"
+                 "    source: db\n"
+                 "    tables: [public.k_hold]\n"
+                 "    sink: bus\n",
+                 NULL);
+    free(sinks);
+    assert_int_equal(rd_kafka_mock_partition_set_leader(fx->mc, topic, dead, -1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    start_siphon(fx);
+    insert_keys(fx, "k_hold", nkeys, nkeys / 10);
+    for (int round = 1; round < rounds; round++) {
+        update_round(fx, "k_hold", nkeys, nkeys / 10, round);
+    }
+    uint64_t end = cdc_current_lsn(fx->conn);
+    long held_keys = 0;
+    for (int k = 1; k <= nkeys; k++) {
+        held_keys += key_partition(k) == dead;
+    }
+    assert_true(held_keys > 0);
+    bool skip[NPARTS] = {false};
+    skip[dead] = true;
+    struct count_wait w = {fx, topic, (long)(nkeys - held_keys) * rounds, skip};
+    int64_t t0 = cdc_now_ms();
+    if (!sp_test_wait_until(count_reached, &w, WAIT_EVENTS_MS)) {
+        cdc_print_log(fx->log);
+        fail_msg("the other partitions hold %ld messages, expected %ld",
+                 topic_count(fx, topic, skip), w.n);
+    }
+    fprintf(stderr,
+            "kafka: partition %d without leader (%ld of %d keys): the %ld events of the other "
+            "keys delivered after %lld ms\n",
+            dead, held_keys, nkeys, w.n, (long long)(cdc_now_ms() - t0));
+    /* Still nothing of the held keys is confirmed. */
+    assert_true(cdc_confirmed_lsn(fx->conn, fx->slot) < end);
+    assert_true(
+        cdc_count_in_file(fx->log, "the rest of the batch was delivered, these keys wait") >= 1);
+    assert_int_equal(rd_kafka_mock_partition_set_leader(fx->mc, topic, dead, leaders[dead]),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    if (!cdc_wait_confirmed(fx->conn, fx->slot, end, WAIT_EVENTS_MS)) {
+        cdc_print_log(fx->log);
+        fail_msg("the held keys were not delivered after the leader came back");
+    }
+    stop_siphon(fx);
+
+    struct kmsgs ms;
+    read_topic(fx, topic, &ms);
+    long *next = calloc((size_t)nkeys + 1, sizeof(long));
+    assert_non_null(next);
+    size_t dups = 0;
+    for (size_t i = 0; i < ms.n; i++) {
+        const struct kmsg *m = &ms.m[i];
+        check_event_message(m, "public.k_hold");
+        assert_true(m->key_id >= 1 && m->key_id <= nkeys);
+        int k = (int)m->key_id;
+        assert_int_equal(m->part, key_partition(k));
+        if (m->v == next[k] - 1) {
+            dups++; /* the same event again, right after itself */
+        } else if (m->v != next[k]) {
+            fail_msg("key %d: v %ld at partition %d offset %lld, expected %ld", k, m->v, m->part,
+                     (long long)m->off, next[k]);
+        } else {
+            next[k]++;
+        }
+    }
+    for (int k = 1; k <= nkeys; k++) {
+        if (next[k] != rounds) {
+            fail_msg("key %d has %ld of %d events", k, next[k], rounds);
+        }
+    }
+    fprintf(stderr, "kafka: %zu messages, %zu sent again\n", ms.n, dups);
+    /* Only the undelivered records were sent again: no duplicates. */
+    assert_int_equal(dups, 0);
+    free(next);
+    kmsgs_free(&ms);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a;
+    int64_t y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Messages in partition 0 of topic (its high watermark), or -1. */
+static int64_t partition0_count(struct fixture *fx, const char *topic)
+{
+    int64_t lo = 0;
+    int64_t hi = 0;
+    if (rd_kafka_query_watermark_offsets(fx->mock_rk, topic, 0, &lo, &hi, 5000) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return -1;
+    }
+    return hi;
+}
+
+/*
+ * One-row transactions, one at a time into a one-partition topic: the time
+ * from COMMIT returning to the record being in the partition (its high
+ * watermark moved). The delivery thread is woken when a batch is ready
+ * rather than when its poll times out, so an idle stream delivers a change
+ * within milliseconds (librdkafka's linger.ms, 5 ms by default, included).
+ */
+static void one_row_transactions_reach_kafka_within_milliseconds(void **state)
+{
+    struct fixture *fx = *state;
+    int n = scaled(200, 50);
+    const char *topic = "db.public.k_latency";
+    assert_int_equal(rd_kafka_mock_topic_create(fx->mc, topic, 1, NBROKERS),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    sp_test_sql(fx->conn, "CREATE TABLE k_latency (id int PRIMARY KEY, v int)");
+    write_simple_config(fx, "k_latency", NULL, NULL);
+    start_siphon(fx);
+    sp_test_sql(fx->conn, "INSERT INTO k_latency VALUES (0, 0)");
+    for (int i = 0; i < 3000 && partition0_count(fx, topic) < 1; i++) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(partition0_count(fx, topic), 1);
+    int64_t *lat = calloc((size_t)n, sizeof(*lat));
+    assert_non_null(lat);
+    for (int i = 1; i <= n; i++) {
+        sp_test_sql(fx->conn, "INSERT INTO k_latency VALUES (%d, 0)", i);
+        int64_t t0 = now_us();
+        int64_t got = 0;
+        while ((got = partition0_count(fx, topic)) < i + 1 && now_us() - t0 < 10000000) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 200000};
+            nanosleep(&ts, NULL);
+        }
+        assert_int_equal(got, i + 1);
+        lat[i - 1] = now_us() - t0;
+        /* Arrivals at random phases of whatever timers siphon runs. */
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(rand() % 20) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    stop_siphon(fx);
+    qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        sum += lat[i];
+    }
+    int64_t p50 = lat[n / 2];
+    int64_t p90 = lat[n * 9 / 10];
+    fprintf(stderr,
+            "kafka: %d one-row transactions, commit -> in partition: mean %.1f ms, p50 %.1f ms, "
+            "p90 %.1f ms, max %.1f ms\n",
+            n, (double)sum / n / 1000.0, (double)p50 / 1000.0, (double)p90 / 1000.0,
+            (double)lat[n - 1] / 1000.0);
+    free(lat);
+    /* Waiting for a 100 ms poll to time out would put the median near 50 ms or above. */
+    assert_true(p50 < 30000);
+}
+
 int main(void)
 {
     /* SP_TEST_FILTER=name runs only the tests matching it (cmocka's wildcards). */
@@ -1449,6 +1812,11 @@ int main(void)
         cmocka_unit_test_teardown(confirmed_position_never_passes_undelivered_events, test_cleanup),
         cmocka_unit_test_teardown(refused_batches_are_retried_until_delivered, test_cleanup),
         cmocka_unit_test_teardown(check_reports_brokers_and_topics, test_cleanup),
+        cmocka_unit_test_teardown(one_row_transactions_reach_kafka_within_milliseconds,
+                                  test_cleanup),
+        cmocka_unit_test_teardown(ignore_policy_drops_refused_event_and_moves_on, test_cleanup),
+        cmocka_unit_test_teardown(fail_policy_exits_and_restart_loses_nothing, test_cleanup),
+        cmocka_unit_test_teardown(leaderless_partition_holds_only_its_keys, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("kafka", tests, group_setup, group_teardown);
 }

@@ -235,6 +235,17 @@ static int fsink_submit(struct sp_sink *sk, struct sp_batch *b, struct sp_err *e
         }
     }
     c->batches++;
+    if (c->soft_key != NULL && c->soft_times > 0) {
+        bool hit = false;
+        for (struct sp_rec *r = b->head; r != NULL; r = r->next) {
+            if (r->key != NULL && strcmp(r->key, c->soft_key) == 0) {
+                r->err = sp_xcalloc(1, sizeof(*r->err));
+                sp_err_set(r->err, SP_ETIMEDOUT, "fake sink did not deliver key %s", r->key);
+                hit = true;
+            }
+        }
+        c->soft_times -= hit;
+    }
     if (c->reject_id != NULL) {
         for (struct sp_rec *r = b->head; r != NULL; r = r->next) {
             if (strcmp(r->id, c->reject_id) == 0) {

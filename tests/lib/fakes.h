@@ -39,6 +39,8 @@ struct fake_sink_conf {
     const char *reject_id; /* reject this record id for good */
     const char *fail_key;  /* fail batches holding this key (retriable)... */
     int fail_key_times;    /* ...this many times */
+    const char *soft_key;  /* give back records of this key (retriable rec->err)... */
+    int soft_times;        /* ...in this many batches, acknowledging the others */
     bool hold;             /* keep batches without acknowledging them */
     struct sp_batch *held[4096];
     int nheld;

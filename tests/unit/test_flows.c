@@ -574,6 +574,39 @@ static void option_errors_are_located(void **state)
         "flow per list item\n");
 }
 
+static void script_errors_are_located(void **state)
+{
+    (void)state;
+    expect_load_error("      - script: {}\n",
+                      "siphon.yaml:11:17: error: stream \"s\": flow \"script\" needs file or "
+                      "inline\n"
+                      "   11 |       - script: {}\n"
+                      "      |                 ^~\n"
+                      "  hint: file: orders.lua (next to the configuration file), or inline: | "
+                      "followed by the Lua source\n");
+    /* a syntax error in inline source is at the line of the configuration file */
+    expect_load_error("      - script:\n"
+                      "          inline: |\n"
+                      "            function transform(e)\n"
+                      "              return e +\n"
+                      "            end\n",
+                      "siphon.yaml:15:13: error: stream \"s\": flow \"script\": unexpected "
+                      "symbol near 'end'\n"
+                      "   15 |             end\n"
+                      "      |             ^\n");
+    expect_load_error("      - script: {inline: \"x = 1\", function: go}\n",
+                      "siphon.yaml:11:26: error: stream \"s\": flow \"script\": script "
+                      "siphon.yaml: no function \"go\" (it is nil)\n"
+                      "   11 |       - script: {inline: \"x = 1\", function: go}\n"
+                      "      |                          ^~~~~~~\n"
+                      "  hint: define it as a global: function go(event) ... return event end\n");
+    expect_load_error("      - script: {file: /nonexistent/x.lua, budget: 10}\n",
+                      "siphon.yaml:11:52: error: stream \"s\": flow \"script\": option "
+                      "\"budget\" must be between 1000 and 2147483647, not \"10\"\n"
+                      "   11 |       - script: {file: /nonexistent/x.lua, budget: 10}\n"
+                      "      |                                                    ^~\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +619,7 @@ int main(void)
         cmocka_unit_test(outbox_logical_messages),
         cmocka_unit_test(transaction_metadata_blocks_and_boundaries),
         cmocka_unit_test(option_errors_are_located),
+        cmocka_unit_test(script_errors_are_located),
     };
     return cmocka_run_group_tests_name("flows", tests, NULL, NULL);
 }

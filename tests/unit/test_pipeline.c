@@ -18,6 +18,7 @@
 
 #include "config/config.h"
 #include "core/pipeline.h"
+#include "core/sinkconf.h"
 #include "lib/fakes.h"
 #include "telemetry/log.h"
 #include "util/hash.h"
@@ -333,6 +334,133 @@ static void retrying_partition_does_not_block_other_partitions(void **state)
     }
 }
 
+/* The commit LSN in an id "0/3E8:1". */
+static unsigned long fx_id_lsn(const char *id)
+{
+    const char *slash = strchr(id, '/');
+    return slash != NULL ? strtoul(slash + 1, NULL, 16) : 0;
+}
+
+/* The key ("n") of a captured value {"id":"...","op":"c","n":3}. */
+static unsigned fx_value_key(const char *value)
+{
+    const char *n = strstr(value, "\"n\":");
+    return n != NULL ? (unsigned)strtoul(n + 4, NULL, 10) : 0;
+}
+
+/* Every key's records were captured in commit order, each once. */
+static void fx_check_key_order(struct fx *f, unsigned nkeys)
+{
+    unsigned long *last = calloc(nkeys + 1, sizeof(*last));
+    assert_non_null(last);
+    for (int i = 0; i < f->kconf.n; i++) {
+        unsigned k = fx_value_key(f->kconf.values[i]);
+        assert_true(k >= 1 && k <= nkeys);
+        unsigned long lsn = fx_id_lsn(f->kconf.ids[i]);
+        assert_true(lsn > last[k]);
+        last[k] = lsn;
+    }
+    free(last);
+}
+
+static void fx_set_fail_key_times(struct fx *f, int times)
+{
+    pthread_mutex_lock(&f->kconf.mu);
+    f->kconf.fail_key_times = times;
+    pthread_mutex_unlock(&f->kconf.mu);
+}
+
+/*
+ * One lane, 101 keys, 100 transactions: every batch holding key 3 fails
+ * (retriable) until the test lets it through. The 10,000 events of the 100
+ * other keys, all in the same lane, are delivered meanwhile; key 3's later
+ * events wait behind its failing batch, and once it succeeds all 100 arrive
+ * in commit order. Nothing is confirmed past the first transaction before.
+ */
+static void failing_key_holds_only_itself_within_its_lane(void **state)
+{
+    struct fx *f = *state;
+    f->kconf.batching.partitions = 1;
+    f->kconf.batching.batch_size = 100;
+    f->kconf.fail_key = "{\"id\":3}";
+    f->kconf.fail_key_times = 1 << 30;
+    for (int t = 0; t < 100; t++) {
+        fake_source_add_txn(&f->sconf, f->rel, 1000 + (uint64_t)t * 1000, 101);
+    }
+    pthread_t th;
+    pthread_create(&th, NULL, fx_thread, f);
+    for (int i = 0; i < 3000 && fake_sink_count(&f->kconf) - fx_count_key(f, 3) < 10000; i++) {
+        fx_sleep_ms(5);
+    }
+    assert_int_equal(fake_sink_count(&f->kconf) - fx_count_key(f, 3), 10000);
+    assert_int_equal(fx_count_key(f, 3), 0);
+    /* The first transaction holds a change of key 3: nothing is confirmed. */
+    assert_int_equal(f->sconf.confirmed, 0);
+    fx_set_fail_key_times(f, 0);
+    for (int i = 0; i < 2000 && fx_count_key(f, 3) < 100; i++) {
+        fx_sleep_ms(5);
+    }
+    assert_int_equal(fx_count_key(f, 3), 100);
+    for (int i = 0; i < 400 && f->sconf.confirmed < 100100; i++) {
+        fx_sleep_ms(5);
+    }
+    assert_int_equal(f->sconf.confirmed, 100100);
+    f->stop = 1;
+    pthread_join(th, NULL);
+    assert_int_equal(f->rc, 0);
+    assert_int_equal(f->kconf.n, 10100);
+    fx_check_key_order(f, 101);
+}
+
+/*
+ * retry_hold: partition: a failing batch stops its whole lane, so the lane's
+ * records reach the sink in commit order across keys.
+ */
+static void retry_hold_partition_keeps_lane_order_across_keys(void **state)
+{
+    struct fx *f = *state;
+    f->kconf.batching.partitions = 1;
+    f->kconf.batching.batch_size = 5;
+    f->kconf.batching.retry_hold = SP_RETRY_HOLD_PARTITION;
+    f->kconf.fail_key = "{\"id\":3}";
+    f->kconf.fail_key_times = 3;
+    for (int t = 0; t < 10; t++) {
+        fake_source_add_txn(&f->sconf, f->rel, 1000 + (uint64_t)t * 1000, 10);
+    }
+    assert_int_equal(fx_run(f, 10100), 0);
+    assert_int_equal(f->kconf.n, 100);
+    for (int i = 1; i < f->kconf.n; i++) {
+        unsigned long a = fx_id_lsn(f->kconf.ids[i - 1]);
+        unsigned long b = fx_id_lsn(f->kconf.ids[i]);
+        assert_true(a < b || (a == b && fx_value_key(f->kconf.values[i - 1]) <
+                                            fx_value_key(f->kconf.values[i])));
+    }
+}
+
+/*
+ * A sink that gives back only the records it could not deliver (a
+ * retriable rec->err, as the kafka sink does): those are sent again, with
+ * their key's later records; the rest of each batch is acknowledged once,
+ * never sent twice; every key stays in commit order.
+ */
+static void undelivered_records_alone_are_retried(void **state)
+{
+    struct fx *f = *state;
+    f->kconf.batching.partitions = 1;
+    f->kconf.batching.batch_size = 50;
+    f->kconf.soft_key = "{\"id\":2}";
+    f->kconf.soft_times = 3;
+    for (int t = 0; t < 20; t++) {
+        fake_source_add_txn(&f->sconf, f->rel, 1000 + (uint64_t)t * 1000, 10);
+    }
+    assert_int_equal(fx_run(f, 20100), 0);
+    assert_int_equal(f->kconf.n, 200); /* each event once */
+    assert_int_equal(fx_count_key(f, 2), 20);
+    assert_int_equal(f->kconf.soft_times, 0);
+    fx_check_key_order(f, 10);
+    assert_int_equal(f->sconf.confirmed, 20100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +482,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(retrying_partition_does_not_block_other_partitions,
                                         fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(fail_policy_stops_without_confirming_past_event, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(failing_key_holds_only_itself_within_its_lane, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(retry_hold_partition_keeps_lane_order_across_keys, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(undelivered_records_alone_are_retried, fx_setup,
                                         fx_teardown),
     };
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
