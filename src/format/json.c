@@ -231,7 +231,9 @@ static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, s
     }
     sp_buf_puts(value, ",\"source\":");
     json_put_source(ev, value);
-    sp_buf_printf(value, ",\"op\":\"%c\",\"ts_ms\":", sp_op_char(ev->op));
+    sp_buf_puts(value, ",\"op\":\"");
+    sp_buf_putc(value, sp_op_char(ev->op));
+    sp_buf_puts(value, "\",\"ts_ms\":");
     sp_buf_put_i64(value, json_us_to_ms(json_clock()));
     char id[SP_EVENT_ID_BUFSZ];
     sp_buf_puts(value, ",\"id\":");

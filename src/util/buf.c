@@ -29,7 +29,7 @@ void sp_buf_reset(struct sp_buf *b)
     }
 }
 
-void sp_buf_reserve(struct sp_buf *b, size_t extra)
+void sp_buf_grow(struct sp_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;
     if (need <= b->cap) {
@@ -43,26 +43,9 @@ void sp_buf_reserve(struct sp_buf *b, size_t extra)
     b->cap = cap;
 }
 
-void sp_buf_append(struct sp_buf *b, const void *p, size_t n)
-{
-    sp_buf_reserve(b, n);
-    if (n > 0) {
-        memcpy(b->data + b->len, p, n);
-    }
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
 void sp_buf_puts(struct sp_buf *b, const char *s)
 {
     sp_buf_append(b, s, strlen(s));
-}
-
-void sp_buf_putc(struct sp_buf *b, char c)
-{
-    sp_buf_reserve(b, 1);
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
 }
 
 void sp_buf_vprintf(struct sp_buf *b, const char *fmt, va_list ap)
@@ -95,6 +78,20 @@ void sp_buf_put_u64(struct sp_buf *b, uint64_t v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
+    sp_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+void sp_buf_put_u64_pad(struct sp_buf *b, uint64_t v, int width)
+{
+    char tmp[24];
+    int i = (int)sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while ((int)sizeof(tmp) - i < width && i > 0) {
+        tmp[--i] = '0';
+    }
     sp_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
 }
 
@@ -153,8 +150,23 @@ void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     sp_buf_reserve(b, n + 2);
-    b->data[b->len++] = '"';
+    /*
+     * Fast path: bytes that need no escaping map one to one, and room for all
+     * n of them and both quotes is reserved, so copy without further checks
+     * until the first byte that needs care.
+     */
+    char *d = b->data + b->len;
+    *d++ = '"';
     size_t i = 0;
+    while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
+        *d++ = (char)p[i++];
+    }
+    b->len = (size_t)(d - b->data);
+    if (i == n) {
+        b->data[b->len++] = '"';
+        b->data[b->len] = '\0';
+        return;
+    }
     while (i < n) {
         /* Copy the run of bytes that need no escaping in one go. */
         size_t j = i;
