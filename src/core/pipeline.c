@@ -100,6 +100,7 @@ struct sp_pipeline {
     uint64_t inflight_bytes;
     uint64_t inflight_recs;
     bool fatal;
+    uint64_t until_lsn; /* sp_run_opts.until_lsn: stop once confirmed; 0 never */
     struct sp_err fatal_err;
     struct sp_buf key;
     struct sp_buf value;
@@ -709,6 +710,9 @@ static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
     if (again && !pl_backpressured(pl)) {
         return 0;
     }
+    if (pl->until_lsn != 0 && pl->stats.confirmed_lsn >= pl->until_lsn) {
+        return 0; /* done: the caller stops, no need to wait for anything */
+    }
     fds[nfds].fd = pl->wake_fd;
     fds[nfds].events = POLLIN;
     fds[nfds].revents = 0;
@@ -723,6 +727,7 @@ int sp_pipeline_run(struct sp_pipeline *pl, const struct sp_run_opts *opts,
                     volatile sig_atomic_t *stop, struct sp_err *err)
 {
     int rc = 0;
+    pl->until_lsn = opts != NULL ? opts->until_lsn : 0;
     while (!*stop && !pl->fatal) {
         rc = pl_turn(pl, true, err);
         if (rc != 0) {
