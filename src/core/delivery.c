@@ -21,6 +21,13 @@
 
 #define DL_FIRST_RETRY_MS 100
 #define DL_MAX_RETRY_MS   30000
+/*
+ * While the pipeline has more records at hand (its source has data ready),
+ * an idle partition's open batch keeps growing for up to this long, linger
+ * or not: those records wait for nothing, and every hand-over costs two
+ * thread wake-ups (to the delivery thread and back).
+ */
+#define DL_FILL_MS 2
 
 struct dl_part {
     /* pipeline thread only */
@@ -282,7 +289,7 @@ void sp_delivery_add(struct sp_delivery *d, struct sp_rec *r)
     }
 }
 
-int sp_delivery_flush(struct sp_delivery *d, bool force, int64_t now_ms)
+int sp_delivery_flush(struct sp_delivery *d, bool force, bool more, int64_t now_ms)
 {
     int next_ms = -1;
     for (int i = 0; i < d->nparts; i++) {
@@ -291,7 +298,11 @@ int sp_delivery_flush(struct sp_delivery *d, bool force, int64_t now_ms)
         if (b == NULL) {
             continue;
         }
-        int64_t left = d->batching->linger_ms - (now_ms - p->open_since_ms);
+        int64_t age = now_ms - p->open_since_ms;
+        int64_t left = d->batching->linger_ms - age;
+        if (more && left < DL_FILL_MS - age) {
+            left = DL_FILL_MS - age;
+        }
         /* While the partition is busy, keep filling: the next batch grows
          * instead of queueing many small ones (fewer fsyncs, fewer requests). */
         if (force || dl_full(d, b) || (left <= 0 && dl_part_idle(d, p))) {

@@ -94,6 +94,7 @@ struct sp_pipeline {
     pthread_mutex_t done_mu;
     struct sp_batch *done_head;
     struct sp_batch *done_tail;
+    bool wake_pending; /* under done_mu: wake_fd was written and not read yet */
     int wake_fd;
     bool stopped; /* delivery threads stopped: retriable outcomes are final */
     /* pipeline thread only */
@@ -175,10 +176,15 @@ static void pl_on_done(void *ctx, struct sp_batch *b)
         pl->done_head = b;
     }
     pl->done_tail = b;
+    /* One wake-up per drain is enough: the pipeline takes the whole list. */
+    bool wake = !pl->wake_pending;
+    pl->wake_pending = true;
     pthread_mutex_unlock(&pl->done_mu);
-    uint64_t one = 1;
-    ssize_t w = write(pl->wake_fd, &one, sizeof(one));
-    (void)w; /* the eventfd only fails when its counter would overflow: still awake */
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t w = write(pl->wake_fd, &one, sizeof(one));
+        (void)w; /* the eventfd only fails when its counter would overflow: still awake */
+    }
 }
 
 static void sink_add(struct pl_sink *ps, struct pl_rec *pr)
@@ -332,18 +338,33 @@ static void pl_settle_batch(struct sp_pipeline *pl, struct sp_batch *b)
 
 static void pl_drain_done(struct sp_pipeline *pl)
 {
-    uint64_t n;
-    ssize_t rd = read(pl->wake_fd, &n, sizeof(n));
-    (void)rd; /* nonblocking: EAGAIN when nothing was signalled */
-    pthread_mutex_lock(&pl->done_mu);
-    struct sp_batch *b = pl->done_head;
-    pl->done_head = NULL;
-    pl->done_tail = NULL;
-    pthread_mutex_unlock(&pl->done_mu);
-    while (b != NULL) {
-        struct sp_batch *next = b->next;
-        pl_settle_batch(pl, b);
-        b = next;
+    /*
+     * The eventfd is read only when it was written (no syscall per loop turn).
+     * A batch queued between taking the list and reading the eventfd found
+     * wake_pending set again and wrote it, and that write may be consumed by
+     * this read: so after a read, look at the list once more.
+     */
+    for (;;) {
+        pthread_mutex_lock(&pl->done_mu);
+        struct sp_batch *b = pl->done_head;
+        pl->done_head = NULL;
+        pl->done_tail = NULL;
+        bool signalled = pl->wake_pending;
+        pl->wake_pending = false;
+        pthread_mutex_unlock(&pl->done_mu);
+        if (signalled) {
+            uint64_t n;
+            ssize_t rd = read(pl->wake_fd, &n, sizeof(n));
+            (void)rd; /* nonblocking: EAGAIN when a previous read took the count */
+        }
+        while (b != NULL) {
+            struct sp_batch *next = b->next;
+            pl_settle_batch(pl, b);
+            b = next;
+        }
+        if (!signalled) {
+            return;
+        }
     }
 }
 
@@ -695,12 +716,13 @@ static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
             nfds++;
         }
     }
+    now = sp_time_mono_ms(); /* reading may have taken a while */
     for (int i = 0; i < pl->nsinks; i++) {
         struct pl_sink *ps = &pl->sinks[i];
         if (!ps->opened) {
             continue;
         }
-        int t = sp_delivery_flush(ps->dl, !reading, now);
+        int t = sp_delivery_flush(ps->dl, !reading, again, now);
         if (t >= 0 && t < timeout) {
             timeout = t;
         }
