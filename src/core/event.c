@@ -30,6 +30,7 @@ void sp_relation_unref(struct sp_relation *rel)
     }
     for (int i = 0; i < rel->ncols; i++) {
         free(rel->cols[i].name);
+        free(rel->cols[i].json_name);
     }
     free(rel->cols);
     free(rel->schema);

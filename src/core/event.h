@@ -60,6 +60,10 @@ struct sp_type {
 
 struct sp_column {
     char *name;
+    /* The name as a JSON object member prefix, "\"name\":" (escaped); NULL when
+     * the source did not prepare it. Formats use it to skip escaping per event. */
+    char *json_name;
+    size_t json_name_len;
     uint32_t type_oid;
     int32_t typmod;
     const struct sp_type *type; /* resolved by the source; owned by its type cache */
@@ -125,16 +129,18 @@ struct sp_event {
     const char *msg_prefix;
     const char *msg_content;
     uint32_t msg_len;
-    const char *origin;    /* replication origin, if the server sent one */
+    const char *origin; /* replication origin, if the server sent one */
     /* Set by flows (src/flow); NULL/0 unless a flow set them. Strings live in
      * the event's arena. */
-    const char *payload;   /* outbox: the business event's JSON, emitted instead of the row */
+    const char *payload; /* outbox: the business event's JSON, emitted instead of the row */
     uint32_t payload_len;
     const char *event_type; /* outbox/route: event type (Nakadi, Debezium outbox `type`) */
-    const char *dest;       /* route/outbox: topic/subject/stream/event type; overrides the sink's template */
+    const char
+        *dest; /* route/outbox: topic/subject/stream/event type; overrides the sink's template */
     const char *key_override; /* route/outbox: the key; overrides the format's key */
     uint32_t key_override_len;
-    const char *id_override; /* outbox: event id (e.g. the outbox row's id) instead of <lsn>:<seq> */
+    const char
+        *id_override;      /* outbox: event id (e.g. the outbox row's id) instead of <lsn>:<seq> */
     struct sp_event *next; /* list link */
     struct sp_arena arena; /* owns everything above except rel */
 };

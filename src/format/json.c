@@ -111,8 +111,12 @@ static int json_put_row(const struct sp_format *fmt, const struct sp_event *ev,
             sp_buf_putc(out, ',');
         }
         first = false;
-        json_put_str(out, rel->cols[i].name);
-        sp_buf_putc(out, ':');
+        if (rel->cols[i].json_name != NULL) {
+            sp_buf_append(out, rel->cols[i].json_name, rel->cols[i].json_name_len);
+        } else {
+            json_put_str(out, rel->cols[i].name);
+            sp_buf_putc(out, ':');
+        }
         int rc = json_put_value(fmt, ev, tup, i, out, err);
         if (rc < 0) {
             return rc;

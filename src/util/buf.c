@@ -43,11 +43,6 @@ void sp_buf_grow(struct sp_buf *b, size_t extra)
     b->cap = cap;
 }
 
-void sp_buf_puts(struct sp_buf *b, const char *s)
-{
-    sp_buf_append(b, s, strlen(s));
-}
-
 void sp_buf_vprintf(struct sp_buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;
@@ -72,12 +67,25 @@ void sp_buf_printf(struct sp_buf *b, const char *fmt, ...)
 
 void sp_buf_put_u64(struct sp_buf *b, uint64_t v)
 {
+    /* Two digits per division: LSNs, xids and timestamps in every event. */
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
     char tmp[24];
     int i = (int)sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        tmp[--i] = pairs[2 * r + 1];
+        tmp[--i] = pairs[2 * r];
+    }
+    if (v >= 10) {
+        tmp[--i] = pairs[2 * v + 1];
+        tmp[--i] = pairs[2 * v];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
     sp_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
 }
 
@@ -158,6 +166,23 @@ void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n)
     char *d = b->data + b->len;
     *d++ = '"';
     size_t i = 0;
+    /* Eight bytes at a time while none of them is a control byte, non-ASCII, '"' or '\\'. */
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t highs = UINT64_C(0x8080808080808080);
+    while (n - i >= 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t quote = x ^ (ones * '"');
+        uint64_t bslash = x ^ (ones * '\\');
+        uint64_t special =
+            ((x - ones * 0x20) & ~x) | x | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash);
+        if ((special & highs) != 0) {
+            break;
+        }
+        memcpy(d, p + i, 8);
+        d += 8;
+        i += 8;
+    }
     while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
         *d++ = (char)p[i++];
     }

@@ -25,7 +25,6 @@ void sp_buf_fini(struct sp_buf *b);
 void sp_buf_reset(struct sp_buf *b);
 /* Grow so that extra more bytes (and the NUL) fit; the slow path of sp_buf_reserve. */
 void sp_buf_grow(struct sp_buf *b, size_t extra);
-void sp_buf_puts(struct sp_buf *b, const char *s);
 void sp_buf_printf(struct sp_buf *b, const char *fmt, ...) SP_PRINTF(2, 3);
 void sp_buf_vprintf(struct sp_buf *b, const char *fmt, va_list ap);
 void sp_buf_put_u64(struct sp_buf *b, uint64_t v);
@@ -68,6 +67,12 @@ static inline void sp_buf_putc(struct sp_buf *b, char c)
     sp_buf_reserve(b, 1);
     b->data[b->len++] = c;
     b->data[b->len] = '\0';
+}
+
+/* Inline so that the length of a literal is known at compile time. */
+static inline void sp_buf_puts(struct sp_buf *b, const char *s)
+{
+    sp_buf_append(b, s, strlen(s));
 }
 
 /* Detach the data: the caller frees it; b is left empty. */
