@@ -644,11 +644,15 @@ def io_times_from_perf(data):
     return writes, syncs
 
 
-def first_covering(marks, offset):
-    """Time of the first (size, time) mark whose size reaches offset, or None."""
+def first_covering(marks, offsets):
+    """For each offset, the time of the first (size, time) mark whose size
+    reaches it, or None. marks are in order of size."""
     keys = [m[0] for m in marks]
-    i = bisect.bisect_left(keys, offset)
-    return marks[i][1] if i < len(marks) else None
+    out = []
+    for offset in offsets:
+        i = bisect.bisect_left(keys, offset)
+        out.append(marks[i][1] if i < len(marks) else None)
+    return out
 
 
 class Tailer(threading.Thread):
@@ -827,9 +831,9 @@ def run_latency(ctx, rate, seconds, method, consumer="siphon"):
     if method == "perf":
         writes, syncs = io_times_from_perf(perfdata)
         offset = (off0 + off1) / 2
-        written = [first_covering(writes, e) for e in ends]
+        written = first_covering(writes, ends)
         written = [None if w is None else w + offset for w in written]
-        durable = [first_covering(syncs, e) for e in ends]
+        durable = first_covering(syncs, ends)
         durable = [None if d is None else d + offset for d in durable]
         os.unlink(perfdata)
     else:
