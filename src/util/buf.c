@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 void sp_buf_init(struct sp_buf *b)
 {
@@ -166,7 +169,28 @@ void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n)
     char *d = b->data + b->len;
     *d++ = '"';
     size_t i = 0;
-    /* Eight bytes at a time while none of them is a control byte, non-ASCII, '"' or '\\'. */
+    /*
+     * Sixteen (SSE2) or eight bytes at a time while none of them is a control
+     * byte, non-ASCII, '"' or '\\' (large text values, TOASTed columns).
+     */
+#if defined(__SSE2__)
+    const __m128i quote16 = _mm_set1_epi8('"');
+    const __m128i bslash16 = _mm_set1_epi8('\\');
+    const __m128i space16 = _mm_set1_epi8(0x20);
+    while (n - i >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        /* Signed: bytes 0x80..0xFF are negative, so "< 0x20" also catches non-ASCII. */
+        __m128i bad =
+            _mm_or_si128(_mm_cmplt_epi8(x, space16),
+                         _mm_or_si128(_mm_cmpeq_epi8(x, quote16), _mm_cmpeq_epi8(x, bslash16)));
+        if (_mm_movemask_epi8(bad) != 0) {
+            break;
+        }
+        _mm_storeu_si128((__m128i *)(void *)d, x);
+        d += 16;
+        i += 16;
+    }
+#endif
     const uint64_t ones = UINT64_C(0x0101010101010101);
     const uint64_t highs = UINT64_C(0x8080808080808080);
     while (n - i >= 8) {
