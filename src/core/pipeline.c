@@ -551,6 +551,8 @@ struct sp_pipeline *sp_pipeline_new(const struct sp_config *cfg)
 {
     struct sp_pipeline *pl = sp_xcalloc(1, sizeof(*pl));
     pl->cfg = cfg;
+    /* In-flight records are bounded by memory_limit: freed ones may stay in the heap. */
+    sp_mem_keep_freed((size_t)cfg->memory_limit);
     pl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&pl->done_mu, NULL);
     sp_buf_init(&pl->key);
