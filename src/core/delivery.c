@@ -43,6 +43,13 @@
 
 #define DL_FIRST_RETRY_MS 100
 #define DL_MAX_RETRY_MS   30000
+/*
+ * While the pipeline has more records at hand (its source has data ready),
+ * an idle partition's open batch keeps growing for up to this long, linger
+ * or not: those records wait for nothing, and every hand-over costs two
+ * thread wake-ups (to the delivery thread and back).
+ */
+#define DL_FILL_MS 2
 #define DL_POLL_MS        100 /* longest poll of an asynchronous sink without a wake op */
 
 const char *const sp_sink_retry_hold_names[] = {"key", "partition", NULL};
@@ -653,7 +660,7 @@ void sp_delivery_add(struct sp_delivery *d, struct sp_rec *r)
     }
 }
 
-int sp_delivery_flush(struct sp_delivery *d, bool force, int64_t now_ms)
+int sp_delivery_flush(struct sp_delivery *d, bool force, bool more, int64_t now_ms)
 {
     int next_ms = -1;
     for (int i = 0; i < d->nparts; i++) {
@@ -662,7 +669,11 @@ int sp_delivery_flush(struct sp_delivery *d, bool force, int64_t now_ms)
         if (db == NULL) {
             continue;
         }
-        int64_t left = d->batching->linger_ms - (now_ms - p->open_since_ms);
+        int64_t age = now_ms - p->open_since_ms;
+        int64_t left = d->batching->linger_ms - age;
+        if (more && left < DL_FILL_MS - age) {
+            left = DL_FILL_MS - age;
+        }
         /* While the partition is busy, keep filling: the next batch grows
          * instead of queueing many small ones (fewer fsyncs, fewer requests). */
         if (force || dl_full(d, &db->b) || (left <= 0 && dl_part_idle(d, p))) {

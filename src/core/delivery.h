@@ -38,10 +38,12 @@ int sp_delivery_start(struct sp_delivery *d, struct sp_err *err);
 void sp_delivery_add(struct sp_delivery *d, struct sp_rec *r);
 /*
  * Hand over open batches that are full, or whose partition is idle and whose
- * linger time has passed; all of them when force. Returns the ms until the
- * next linger deadline, or -1 when no batch is open.
+ * linger time has passed; all of them when force. more: the caller has more
+ * records ready to add right away, so a batch of an idle partition may keep
+ * growing for a couple of milliseconds even without linger. Returns the ms
+ * until the next linger deadline, or -1 when no batch is open.
  */
-int sp_delivery_flush(struct sp_delivery *d, bool force, int64_t now_ms);
+int sp_delivery_flush(struct sp_delivery *d, bool force, bool more, int64_t now_ms);
 /* The pipeline settled b for good (delivered or rejected): its partition moves on; frees b. */
 void sp_delivery_release(struct sp_delivery *d, struct sp_batch *b);
 /*

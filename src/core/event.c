@@ -30,6 +30,7 @@ void sp_relation_unref(struct sp_relation *rel)
     }
     for (int i = 0; i < rel->ncols; i++) {
         free(rel->cols[i].name);
+        free(rel->cols[i].json_name);
     }
     free(rel->cols);
     free(rel->schema);
@@ -88,7 +89,29 @@ char *sp_event_id(const struct sp_event *ev, char *buf)
         snprintf(buf, SP_EVENT_ID_BUFSZ, "%s", ev->id_override);
         return buf;
     }
-    snprintf(buf, SP_EVENT_ID_BUFSZ, SP_LSN_FMT ":%u", SP_LSN_ARGS(ev->commit_lsn), ev->seq);
+    /* SP_LSN_FMT ":%u", by hand: it runs for every event, twice. */
+    static const char hex[] = "0123456789ABCDEF";
+    char tmp[SP_EVENT_ID_BUFSZ];
+    int i = (int)sizeof(tmp);
+    tmp[--i] = '\0';
+    uint32_t seq = ev->seq;
+    do {
+        tmp[--i] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq != 0);
+    tmp[--i] = ':';
+    uint32_t lo = (uint32_t)ev->commit_lsn;
+    do {
+        tmp[--i] = hex[lo & 15];
+        lo >>= 4;
+    } while (lo != 0);
+    tmp[--i] = '/';
+    uint32_t hi = (uint32_t)(ev->commit_lsn >> 32);
+    do {
+        tmp[--i] = hex[hi & 15];
+        hi >>= 4;
+    } while (hi != 0);
+    memcpy(buf, tmp + i, sizeof(tmp) - (size_t)i);
     return buf;
 }
 

@@ -60,6 +60,10 @@ struct sp_type {
 
 struct sp_column {
     char *name;
+    /* The name as a JSON object member prefix, "\"name\":" (escaped); NULL when
+     * the source did not prepare it. Formats use it to skip escaping per event. */
+    char *json_name;
+    size_t json_name_len;
     uint32_t type_oid;
     int32_t typmod;
     const struct sp_type *type; /* resolved by the source; owned by its type cache */

@@ -95,12 +95,14 @@ struct sp_pipeline {
     pthread_mutex_t done_mu;
     struct sp_batch *done_head;
     struct sp_batch *done_tail;
+    bool wake_pending; /* under done_mu: wake_fd was written and not read yet */
     int wake_fd;
     bool stopped; /* delivery threads stopped: retriable outcomes are final */
     /* pipeline thread only */
     uint64_t inflight_bytes;
     uint64_t inflight_recs;
     bool fatal;
+    uint64_t until_lsn; /* sp_run_opts.until_lsn: stop once confirmed; 0 never */
     struct sp_err fatal_err;
     struct sp_buf key;
     struct sp_buf value;
@@ -178,10 +180,15 @@ static void pl_on_done(void *ctx, struct sp_batch *b)
         pl->done_head = b;
     }
     pl->done_tail = b;
+    /* One wake-up per drain is enough: the pipeline takes the whole list. */
+    bool wake = !pl->wake_pending;
+    pl->wake_pending = true;
     pthread_mutex_unlock(&pl->done_mu);
-    uint64_t one = 1;
-    ssize_t w = write(pl->wake_fd, &one, sizeof(one));
-    (void)w; /* the eventfd only fails when its counter would overflow: still awake */
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t w = write(pl->wake_fd, &one, sizeof(one));
+        (void)w; /* the eventfd only fails when its counter would overflow: still awake */
+    }
 }
 
 static void sink_add(struct pl_sink *ps, struct pl_rec *pr)
@@ -339,18 +346,33 @@ static void pl_settle_batch(struct sp_pipeline *pl, struct sp_batch *b)
 
 static void pl_drain_done(struct sp_pipeline *pl)
 {
-    uint64_t n;
-    ssize_t rd = read(pl->wake_fd, &n, sizeof(n));
-    (void)rd; /* nonblocking: EAGAIN when nothing was signalled */
-    pthread_mutex_lock(&pl->done_mu);
-    struct sp_batch *b = pl->done_head;
-    pl->done_head = NULL;
-    pl->done_tail = NULL;
-    pthread_mutex_unlock(&pl->done_mu);
-    while (b != NULL) {
-        struct sp_batch *next = b->next;
-        pl_settle_batch(pl, b);
-        b = next;
+    /*
+     * The eventfd is read only when it was written (no syscall per loop turn).
+     * A batch queued between taking the list and reading the eventfd found
+     * wake_pending set again and wrote it, and that write may be consumed by
+     * this read: so after a read, look at the list once more.
+     */
+    for (;;) {
+        pthread_mutex_lock(&pl->done_mu);
+        struct sp_batch *b = pl->done_head;
+        pl->done_head = NULL;
+        pl->done_tail = NULL;
+        bool signalled = pl->wake_pending;
+        pl->wake_pending = false;
+        pthread_mutex_unlock(&pl->done_mu);
+        if (signalled) {
+            uint64_t n;
+            ssize_t rd = read(pl->wake_fd, &n, sizeof(n));
+            (void)rd; /* nonblocking: EAGAIN when a previous read took the count */
+        }
+        while (b != NULL) {
+            struct sp_batch *next = b->next;
+            pl_settle_batch(pl, b);
+            b = next;
+        }
+        if (!signalled) {
+            return;
+        }
     }
 }
 
@@ -668,6 +690,8 @@ struct sp_pipeline *sp_pipeline_new(const struct sp_config *cfg)
 {
     struct sp_pipeline *pl = sp_xcalloc(1, sizeof(*pl));
     pl->cfg = cfg;
+    /* In-flight records are bounded by memory_limit: freed ones may stay in the heap. */
+    sp_mem_keep_freed((size_t)cfg->memory_limit);
     pl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&pl->done_mu, NULL);
     sp_buf_init(&pl->key);
@@ -844,12 +868,13 @@ static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
             nfds++;
         }
     }
+    now = sp_time_mono_ms(); /* reading may have taken a while */
     for (int i = 0; i < pl->nsinks; i++) {
         struct pl_sink *ps = &pl->sinks[i];
         if (!ps->opened) {
             continue;
         }
-        int t = sp_delivery_flush(ps->dl, !reading, now);
+        int t = sp_delivery_flush(ps->dl, !reading, again, now);
         if (t >= 0 && t < timeout) {
             timeout = t;
         }
@@ -858,6 +883,9 @@ static int pl_turn(struct sp_pipeline *pl, bool reading, struct sp_err *err)
     pl_confirm(pl);
     if (again && !pl_backpressured(pl)) {
         return 0;
+    }
+    if (pl->until_lsn != 0 && pl->stats.confirmed_lsn >= pl->until_lsn) {
+        return 0; /* done: the caller stops, no need to wait for anything */
     }
     fds[nfds].fd = pl->wake_fd;
     fds[nfds].events = POLLIN;
@@ -873,6 +901,7 @@ int sp_pipeline_run(struct sp_pipeline *pl, const struct sp_run_opts *opts,
                     volatile sig_atomic_t *stop, struct sp_err *err)
 {
     int rc = 0;
+    pl->until_lsn = opts != NULL ? opts->until_lsn : 0;
     while (!*stop && !pl->fatal) {
         rc = pl_turn(pl, true, err);
         if (rc != 0) {

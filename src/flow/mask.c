@@ -230,6 +230,8 @@ static void mask_build(void *ctx, const struct sp_relation *src, struct sp_relma
     for (int i = 0; i < src->ncols; i++) {
         en->rel->cols[i] = src->cols[i];
         en->rel->cols[i].name = sp_xstrdup(src->cols[i].name);
+        en->rel->cols[i].json_name = NULL; /* owned by src; the format falls back to name */
+        en->rel->cols[i].json_name_len = 0;
         if (rules[i] != NULL) {
             en->rel->cols[i].type_oid = mask_text_type.oid;
             en->rel->cols[i].typmod = -1;

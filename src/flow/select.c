@@ -135,6 +135,8 @@ static void select_build(void *ctx, const struct sp_relation *src, struct sp_rel
         const struct sp_column *c = &src->cols[keep[i]];
         en->rel->cols[i] = *c;
         en->rel->cols[i].name = sp_xstrdup(c->name);
+        en->rel->cols[i].json_name = NULL; /* owned by src; the format falls back to name */
+        en->rel->cols[i].json_name_len = 0;
     }
     en->map = keep;
 }

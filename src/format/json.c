@@ -118,8 +118,12 @@ int sp_format_json_row(const struct sp_format *fmt, const struct sp_event *ev,
             sp_buf_putc(out, ',');
         }
         first = false;
-        json_put_str(out, rel->cols[i].name);
-        sp_buf_putc(out, ':');
+        if (rel->cols[i].json_name != NULL) {
+            sp_buf_append(out, rel->cols[i].json_name, rel->cols[i].json_name_len);
+        } else {
+            json_put_str(out, rel->cols[i].name);
+            sp_buf_putc(out, ':');
+        }
         int rc = sp_format_json_column(fmt, ev, tup, i, out, err);
         if (rc < 0) {
             return rc;
@@ -258,7 +262,9 @@ static int json_encode_value(struct sp_format *fmt, const struct sp_event *ev, s
     }
     sp_buf_puts(value, ",\"source\":");
     json_put_source(ev, value);
-    sp_buf_printf(value, ",\"op\":\"%c\",\"ts_ms\":", sp_op_char(ev->op));
+    sp_buf_puts(value, ",\"op\":\"");
+    sp_buf_putc(value, sp_op_char(ev->op));
+    sp_buf_puts(value, "\",\"ts_ms\":");
     sp_buf_put_i64(value, json_us_to_ms(json_clock()));
     char id[SP_EVENT_ID_BUFSZ];
     sp_buf_puts(value, ",\"id\":");

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 void sp_buf_init(struct sp_buf *b)
 {
@@ -39,7 +42,7 @@ void sp_buf_truncate(struct sp_buf *b, size_t len)
     }
 }
 
-void sp_buf_reserve(struct sp_buf *b, size_t extra)
+void sp_buf_grow(struct sp_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;
     if (need <= b->cap) {
@@ -51,28 +54,6 @@ void sp_buf_reserve(struct sp_buf *b, size_t extra)
     }
     b->data = sp_xrealloc(b->data, cap);
     b->cap = cap;
-}
-
-void sp_buf_append(struct sp_buf *b, const void *p, size_t n)
-{
-    sp_buf_reserve(b, n);
-    if (n > 0) {
-        memcpy(b->data + b->len, p, n);
-    }
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void sp_buf_puts(struct sp_buf *b, const char *s)
-{
-    sp_buf_append(b, s, strlen(s));
-}
-
-void sp_buf_putc(struct sp_buf *b, char c)
-{
-    sp_buf_reserve(b, 1);
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
 }
 
 void sp_buf_vprintf(struct sp_buf *b, const char *fmt, va_list ap)
@@ -99,12 +80,39 @@ void sp_buf_printf(struct sp_buf *b, const char *fmt, ...)
 
 void sp_buf_put_u64(struct sp_buf *b, uint64_t v)
 {
+    /* Two digits per division: LSNs, xids and timestamps in every event. */
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+    char tmp[24];
+    int i = (int)sizeof(tmp);
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        tmp[--i] = pairs[2 * r + 1];
+        tmp[--i] = pairs[2 * r];
+    }
+    if (v >= 10) {
+        tmp[--i] = pairs[2 * v + 1];
+        tmp[--i] = pairs[2 * v];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
+    sp_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+void sp_buf_put_u64_pad(struct sp_buf *b, uint64_t v, int width)
+{
     char tmp[24];
     int i = (int)sizeof(tmp);
     do {
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
+    while ((int)sizeof(tmp) - i < width && i > 0) {
+        tmp[--i] = '0';
+    }
     sp_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
 }
 
@@ -163,8 +171,61 @@ void sp_buf_put_json_str(struct sp_buf *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     sp_buf_reserve(b, n + 2);
-    b->data[b->len++] = '"';
+    /*
+     * Fast path: bytes that need no escaping map one to one, and room for all
+     * n of them and both quotes is reserved, so copy without further checks
+     * until the first byte that needs care.
+     */
+    char *d = b->data + b->len;
+    *d++ = '"';
     size_t i = 0;
+    /*
+     * Sixteen (SSE2) or eight bytes at a time while none of them is a control
+     * byte, non-ASCII, '"' or '\\' (large text values, TOASTed columns).
+     */
+#if defined(__SSE2__)
+    const __m128i quote16 = _mm_set1_epi8('"');
+    const __m128i bslash16 = _mm_set1_epi8('\\');
+    const __m128i space16 = _mm_set1_epi8(0x20);
+    while (n - i >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        /* Signed: bytes 0x80..0xFF are negative, so "< 0x20" also catches non-ASCII. */
+        __m128i bad =
+            _mm_or_si128(_mm_cmplt_epi8(x, space16),
+                         _mm_or_si128(_mm_cmpeq_epi8(x, quote16), _mm_cmpeq_epi8(x, bslash16)));
+        if (_mm_movemask_epi8(bad) != 0) {
+            break;
+        }
+        _mm_storeu_si128((__m128i *)(void *)d, x);
+        d += 16;
+        i += 16;
+    }
+#endif
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t highs = UINT64_C(0x8080808080808080);
+    while (n - i >= 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t quote = x ^ (ones * '"');
+        uint64_t bslash = x ^ (ones * '\\');
+        uint64_t special =
+            ((x - ones * 0x20) & ~x) | x | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash);
+        if ((special & highs) != 0) {
+            break;
+        }
+        memcpy(d, p + i, 8);
+        d += 8;
+        i += 8;
+    }
+    while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
+        *d++ = (char)p[i++];
+    }
+    b->len = (size_t)(d - b->data);
+    if (i == n) {
+        b->data[b->len++] = '"';
+        b->data[b->len] = '\0';
+        return;
+    }
     while (i < n) {
         /* Copy the run of bytes that need no escaping in one go. */
         size_t j = i;

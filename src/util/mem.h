@@ -18,5 +18,12 @@ void *sp_xrealloc(void *p, size_t n);
 char *sp_xstrdup(const char *s);
 char *sp_xstrndup(const char *s, size_t n);
 char *sp_xasprintf(const char *fmt, ...) SP_PRINTF(1, 2);
+/*
+ * Let the allocator keep up to bytes of freed memory instead of returning it
+ * to the kernel at once, and serve blocks of up to a few MiB from its heap.
+ * Process-wide; call once at start, before other threads exist. No effect
+ * outside glibc.
+ */
+void sp_mem_keep_freed(size_t bytes);
 
 #endif

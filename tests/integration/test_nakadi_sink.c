@@ -187,7 +187,7 @@ static void wait_settled(struct run *rn, size_t n)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        sp_delivery_flush(rn->dl, true, 0);
+        sp_delivery_flush(rn->dl, true, false, 0);
         release_done(rn);
         if (settled(rn) >= n) {
             return;
@@ -316,7 +316,7 @@ static void batch_in_retry_is_given_back_at_stop(void **state)
     char *v = row_event(1);
     add(&rn, "a", NULL, "{\"id\":1}", v);
     free(v);
-    sp_delivery_flush(rn.dl, true, 0);
+    sp_delivery_flush(rn.dl, true, false, 0);
     while (sp_nk_server_status_count(rn.srv, 503) < 2) {
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);

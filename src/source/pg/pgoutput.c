@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/lsn.h"
 #include "util/mem.h"
 #include "util/time.h"
@@ -73,7 +74,7 @@ static bool sp_rd_need(struct sp_rd *r, size_t n)
     return true;
 }
 
-static uint64_t sp_rd_be(struct sp_rd *r, size_t n)
+static inline uint64_t sp_rd_be(struct sp_rd *r, size_t n)
 {
     uint64_t v = 0;
     if (!sp_rd_need(r, n)) {
@@ -458,6 +459,12 @@ static int pgo_read_relation(struct pgo_msg *m)
         col->typmod = (int32_t)sp_rd_i32(r);
         if (!r->short_read) {
             col->name = sp_xstrdup(colname);
+            struct sp_buf jn;
+            sp_buf_init(&jn);
+            sp_buf_put_json_str(&jn, colname, strlen(colname));
+            sp_buf_putc(&jn, ':');
+            col->json_name_len = jn.len;
+            col->json_name = sp_buf_steal(&jn);
         }
     }
     rc = pgo_check_end(m);
