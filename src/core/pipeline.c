@@ -538,8 +538,7 @@ static void pl_flow_deliver(struct pl_source *src, struct pl_stream *st, const s
     sink_add(st->sink, pr);
 }
 
-static void pl_route_flows(struct pl_source *src, struct pl_stream *st, struct sp_event *ev,
-                           const char *id)
+static void pl_route_flows(struct pl_source *src, struct pl_stream *st, struct sp_event *ev)
 {
     struct sp_pipeline *pl = src->pl;
     struct sp_flows *chain = st->cfg->chain;
@@ -549,6 +548,8 @@ static void pl_route_flows(struct pl_source *src, struct pl_stream *st, struct s
     int n = sp_flows_apply(chain, ev, &failed, &err);
     if (n < 0) {
         const struct sp_event *at = failed != NULL ? failed : ev;
+        char id[SP_EVENT_ID_BUFSZ];
+        sp_event_id(ev, id);
         sp_buf_reset(&pl->value);
         pl_raw_event(&pl->value, at);
         struct pl_rec *pr =
@@ -589,11 +590,7 @@ static void pl_flows_commit(struct pl_source *src, const struct sp_event *commit
 static void pl_route(struct pl_source *src, struct sp_event *ev)
 {
     struct sp_pipeline *pl = src->pl;
-    char id[SP_EVENT_ID_BUFSZ];
     bool routed = false;
-    sp_event_id(ev, id);
-    const char *schema = ev->rel != NULL ? ev->rel->schema : "";
-    const char *table = ev->rel != NULL ? ev->rel->table : (ev->msg_prefix ? ev->msg_prefix : "");
     for (int i = 0; i < src->nstreams; i++) {
         struct pl_stream *st = src->streams[i];
         if (!pl_stream_wants(st, ev)) {
@@ -601,43 +598,10 @@ static void pl_route(struct pl_source *src, struct sp_event *ev)
         }
         routed = true;
         if (st->cfg->chain != NULL) {
-            pl_route_flows(src, st, ev, id);
-            continue;
-        }
-        struct sp_err err;
-        sp_err_clear(&err);
-        sp_buf_reset(&pl->key);
-        sp_buf_reset(&pl->value);
-        int rc = st->fmt.ops->encode(&st->fmt, ev, &pl->key, &pl->value, &err);
-        struct pl_rec *pr;
-        if (rc != 0) {
-            sp_buf_reset(&pl->value);
-            pl_raw_event(&pl->value, ev);
-            pr = pl_rec_new(id, schema, table, NULL, 0, "", 0);
+            pl_route_flows(src, st, ev);
         } else {
-            pr = pl_rec_new(id, schema, table, pl->key.data, pl->key.len,
-                            pl->value.data ? pl->value.data : "", pl->value.len);
+            pl_flow_deliver(src, st, ev);
         }
-        pr->r.lsn = ev->lsn;
-        pr->r.commit_lsn = ev->commit_lsn;
-        pr->r.seq = ev->seq;
-        pr->r.op = sp_op_char(ev->op);
-        pr->r.commit_time_us = ev->commit_time_us;
-        pr->r.txn = src->txn;
-        pr->r.source = src->src.name;
-        pr->ps = src;
-        pr->st = st;
-        sp_ckpt_hold(src->txn);
-        if (rc != 0) {
-            sp_err_prefix(&err, "could not format event %s with format \"%s\"", id,
-                          st->fmt.ops->name);
-            pl->inflight_bytes += pr->r.mem;
-            pl->inflight_recs++;
-            pl_recover(pl, pr, &err, pl->value.data, pl->value.len);
-            pl_rec_free(pl, pr);
-            continue;
-        }
-        sink_add(st->sink, pr);
     }
     if (routed) {
         pl->stats.events++;
