@@ -15,6 +15,8 @@
 
 #include "cli.h"
 #include "config/config.h"
+#include "config/fes.h"
+#include "config/yaml.h"
 #include "core/check.h"
 #include "core/pipeline.h"
 #include "core/registry.h"
@@ -195,6 +197,15 @@ static int main_check(const struct main_args *a)
     }
     printf("ok    [config] \"%s\": %d sources, %d sinks, %d streams\n", a->config, cfg->nsources,
            cfg->nsinks, cfg->nstreams);
+    if (cfg->fes) {
+        /* What the resources became, as a siphon configuration (secrets hidden). */
+        struct sp_buf y;
+        sp_buf_init(&y);
+        sp_node_write_yaml(cfg->doc->root, &y);
+        printf("\n# FabricEventStream resources translated (docs/fes.md):\n%s\n",
+               y.data != NULL ? y.data : "");
+        sp_buf_fini(&y);
+    }
     struct sp_check chk;
     sp_check_init(&chk, stdout);
     /* The pipeline computes each source's table list; open nothing. */

@@ -21,6 +21,7 @@
 
 #include "config/diag.h"
 #include "config/env.h"
+#include "config/fes.h"
 #include "config/schema.h"
 #include "config/yaml.h"
 #include "core/registry.h"
@@ -812,6 +813,21 @@ static void cfg_load_doc(struct cfg *c, sp_env_fn lookup_env, const char *base_d
         sp_diag_hint(it, "define sources, sinks and the streams connecting them");
         return;
     }
+    int before = c->d->nerrors;
+    if (sp_fes_detect(root)) {
+        /* Resources: substituted as written, then translated (docs/fes.md). */
+        if (sp_env_substitute(root, lookup_env, base_dir, c->d) > 0) {
+            return;
+        }
+        struct sp_node *translated = sp_fes_translate(root, lookup_env, c->d);
+        if (translated == NULL) {
+            return;
+        }
+        sp_node_free(cfg->doc->root);
+        cfg->doc->root = translated;
+        cfg->fes = true;
+        root = translated;
+    }
     c->root = root;
     if (root->kind != SP_NODE_MAP) {
         cfg_err(c, root,
@@ -820,15 +836,9 @@ static void cfg_load_doc(struct cfg *c, sp_env_fn lookup_env, const char *base_d
                 sp_node_kind_name(root));
         return;
     }
-    struct sp_node *kind = sp_node_get(root, "kind");
-    if (kind != NULL && kind->kind == SP_NODE_SCALAR &&
-        strcmp(kind->str, "FabricEventStream") == 0) {
-        cfg_err(c, kind, "FabricEventStream resources are not supported yet");
-        return;
+    if (!cfg->fes) {
+        sp_env_substitute(root, lookup_env, base_dir, c->d);
     }
-
-    int before = c->d->nerrors;
-    sp_env_substitute(root, lookup_env, base_dir, c->d);
     cfg_check_top_keys(c);
 
     struct sp_node *settings = sp_node_get(root, "settings");

@@ -113,6 +113,7 @@ struct sp_config {
     int64_t shutdown_timeout; /* ms to drain on SIGTERM; default 30s */
     char *state_dir;          /* may be NULL */
     struct sp_yaml_doc *doc;  /* the parsed file (owns the flows nodes) */
+    bool fes;                 /* translated from FabricEventStream resources (config/fes.h) */
 };
 
 /*

@@ -263,6 +263,39 @@ static void yb_syntax_error(const yaml_parser_t *p, const char *file, const char
     }
 }
 
+/* The tree of a loaded document (NULL when empty); *rc = SP_EINVAL when building stopped. */
+static struct sp_node *yb_doc_root(yaml_document_t *ydoc, const char *file, struct sp_diag *d,
+                                   int *rc)
+{
+    yaml_node_t *root = yaml_document_get_root_node(ydoc);
+    if (root == NULL) {
+        return NULL;
+    }
+    size_t count = (size_t)(ydoc->nodes.top - ydoc->nodes.start);
+    struct yb b = {
+        .ydoc = ydoc,
+        .file = file,
+        .d = d,
+        .active = sp_xcalloc(count + 1, 1),
+    };
+    struct sp_node *node = yb_build(&b, 1, 0);
+    free(b.active);
+    if (b.stop) {
+        yb_free_node(node);
+        *rc = SP_EINVAL;
+        return NULL;
+    }
+    return node;
+}
+
+/* A `kind: FabricEventStream` mapping. */
+static bool yb_is_fes(const struct sp_node *n)
+{
+    const struct sp_node *kind = sp_node_get(n, "kind");
+    return kind != NULL && kind->kind == SP_NODE_SCALAR &&
+           strcmp(kind->str, "FabricEventStream") == 0;
+}
+
 int sp_yaml_parse(const char *file, const char *text, size_t len, struct sp_yaml_doc **out,
                   struct sp_diag *d)
 {
@@ -291,39 +324,57 @@ int sp_yaml_parse(const char *file, const char *text, size_t len, struct sp_yaml
     }
     have_ydoc = true;
 
-    yaml_node_t *root = yaml_document_get_root_node(&ydoc);
-    if (root != NULL) {
-        size_t count = (size_t)(ydoc.nodes.top - ydoc.nodes.start);
-        struct yb b = {
-            .ydoc = &ydoc,
-            .file = file,
-            .d = d,
-            .active = sp_xcalloc(count + 1, 1),
-        };
-        doc->root = yb_build(&b, 1, 0);
-        free(b.active);
-        if (b.stop) {
+    doc->root = yb_doc_root(&ydoc, file, d, &rc);
+    if (rc != 0) {
+        goto out;
+    }
+
+    /*
+     * One document per file: a second one is almost always a mistake. Only
+     * FabricEventStream resources come several to a file, as Kubernetes
+     * manifests do; they are gathered into a list.
+     */
+    struct sp_node *first = doc->root;
+    for (;;) {
+        yaml_document_t next;
+        if (!yaml_parser_load(&parser, &next)) {
+            yb_syntax_error(&parser, file, text, len, d);
             rc = SP_EINVAL;
             goto out;
         }
+        yaml_node_t *next_root = yaml_document_get_root_node(&next);
+        if (next_root == NULL) {
+            yaml_document_delete(&next);
+            break;
+        }
+        if (!yb_is_fes(first)) {
+            struct sp_loc loc = yb_loc(file, next.start_mark);
+            struct sp_diag_item *it = sp_diag_error(
+                d, &loc, 3, "only one YAML document is allowed in a configuration file");
+            sp_diag_hint(it, "remove this \"---\" and what follows, or merge the documents");
+            yaml_document_delete(&next);
+            rc = SP_EINVAL;
+            break;
+        }
+        struct sp_node *n = yb_doc_root(&next, file, d, &rc);
+        yaml_document_delete(&next);
+        if (rc != 0) {
+            goto out;
+        }
+        if (doc->root == first) {
+            struct sp_node *list = sp_xcalloc(1, sizeof(*list));
+            list->kind = SP_NODE_SEQ;
+            list->loc = first->loc;
+            list->span = 1;
+            list->items = sp_xcalloc(1, sizeof(*list->items));
+            list->items[0] = first;
+            list->n = 1;
+            doc->root = list;
+        }
+        doc->root->items =
+            sp_xrealloc(doc->root->items, sizeof(*doc->root->items) * (size_t)(doc->root->n + 1));
+        doc->root->items[doc->root->n++] = n;
     }
-
-    /* one document per file: a second one is almost always a mistake */
-    yaml_document_t next;
-    if (!yaml_parser_load(&parser, &next)) {
-        yb_syntax_error(&parser, file, text, len, d);
-        rc = SP_EINVAL;
-        goto out;
-    }
-    yaml_node_t *next_root = yaml_document_get_root_node(&next);
-    if (next_root != NULL) {
-        struct sp_loc loc = yb_loc(file, next.start_mark);
-        struct sp_diag_item *it =
-            sp_diag_error(d, &loc, 3, "only one YAML document is allowed in a configuration file");
-        sp_diag_hint(it, "remove this \"---\" and what follows, or merge the documents");
-        rc = SP_EINVAL;
-    }
-    yaml_document_delete(&next);
 
 out:
     if (have_ydoc) {
@@ -336,6 +387,11 @@ out:
     }
     *out = doc;
     return 0;
+}
+
+void sp_node_free(struct sp_node *node)
+{
+    yb_free_node(node);
 }
 
 void sp_yaml_free(struct sp_yaml_doc *doc)

@@ -63,6 +63,8 @@ struct sp_yaml_doc {
 int sp_yaml_parse(const char *file, const char *text, size_t len, struct sp_yaml_doc **out,
                   struct sp_diag *d);
 void sp_yaml_free(struct sp_yaml_doc *doc);
+/* Frees node and everything under it (for trees built outside a document). */
+void sp_node_free(struct sp_node *node);
 
 /* The value for key in map, or NULL (also when map is not a mapping). */
 struct sp_node *sp_node_get(const struct sp_node *map, const char *key);

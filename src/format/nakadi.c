@@ -25,6 +25,8 @@
  * and logical decoding messages without a payload. The key is the json
  * format's key, or a flow's key.
  */
+#include "format/nakadi.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,38 +46,39 @@
 static const uint8_t nk_eid_namespace[16] = {0x6f, 0x0c, 0x2b, 0x8e, 0x4d, 0x71, 0x4a, 0x35,
                                              0x9b, 0x52, 0x17, 0xe3, 0xc8, 0x60, 0x5d, 0xa4};
 
-/*
- * The eid of ev: UUIDv5 over "<destination>\n<id>". out: SP_UUID_STRLEN
- * bytes. Exported for the sink's documentation and the tests.
- */
-char *sp_format_nakadi_eid(const struct sp_event *ev, char *out);
-
-char *sp_format_nakadi_eid(const struct sp_event *ev, char *out)
+char *sp_nakadi_eid(const char *dest, size_t dest_len, const char *id, char *out)
 {
     struct sp_buf name;
     sp_buf_init(&name);
-    if (ev->dest != NULL) {
-        sp_buf_puts(&name, ev->dest);
-    } else if (ev->event_type != NULL) {
-        sp_buf_puts(&name, ev->event_type);
-    } else {
-        sp_buf_puts(&name, ev->source_name != NULL ? ev->source_name : "");
-        sp_buf_putc(&name, '/');
-        if (ev->rel != NULL) {
-            sp_buf_printf(&name, "%s.%s", ev->rel->schema, ev->rel->table);
-        } else {
-            sp_buf_puts(&name, ev->msg_prefix != NULL ? ev->msg_prefix : "");
-        }
-    }
+    sp_buf_append(&name, dest, dest_len);
     sp_buf_putc(&name, '\n');
-    if (ev->id_override != NULL) {
-        sp_buf_puts(&name, ev->id_override);
-    } else {
-        char id[SP_EVENT_ID_BUFSZ];
-        sp_buf_puts(&name, sp_event_id(ev, id));
-    }
+    sp_buf_puts(&name, id);
     sp_uuid_v5(nk_eid_namespace, name.data, name.len, out);
     sp_buf_fini(&name);
+    return out;
+}
+
+char *sp_format_nakadi_eid(const struct sp_event *ev, char *out)
+{
+    struct sp_buf dest;
+    sp_buf_init(&dest);
+    if (ev->dest != NULL) {
+        sp_buf_puts(&dest, ev->dest);
+    } else if (ev->event_type != NULL) {
+        sp_buf_puts(&dest, ev->event_type);
+    } else {
+        sp_buf_puts(&dest, ev->source_name != NULL ? ev->source_name : "");
+        sp_buf_putc(&dest, '/');
+        if (ev->rel != NULL) {
+            sp_buf_printf(&dest, "%s.%s", ev->rel->schema, ev->rel->table);
+        } else {
+            sp_buf_puts(&dest, ev->msg_prefix != NULL ? ev->msg_prefix : "");
+        }
+    }
+    char id[SP_EVENT_ID_BUFSZ];
+    sp_nakadi_eid(dest.data != NULL ? dest.data : "", dest.len,
+                  ev->id_override != NULL ? ev->id_override : sp_event_id(ev, id), out);
+    sp_buf_fini(&dest);
     return out;
 }
 

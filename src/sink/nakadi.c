@@ -31,6 +31,8 @@
  *
  * What it does not do: create event types, or compress requests.
  */
+#include "format/nakadi.h"
+
 #include <stdarg.h>
 
 #include <curl/curl.h>
@@ -49,6 +51,7 @@
 #include "core/sinkconf.h"
 #include "util/json.h"
 #include "util/time.h"
+#include "util/uuid.h"
 
 #define NK_FIRST_RETRY_MS 100
 #define NK_MAX_RETRY_MS   30000
@@ -622,6 +625,32 @@ static bool nk_render(struct nk_state *st, const char *type, struct sp_rec *r, s
             v = out.data;
             len = out.len;
         }
+    }
+    struct sp_json_span whole = {v, len};
+    struct sp_json_span meta_at;
+    if (len > 0 && v[0] == '{' && !sp_json_member(whole, "metadata", &meta_at)) {
+        /*
+         * An object without metadata (a dead letter, say): Nakadi needs one.
+         * The eid is derived from the event type and the record's id, so a
+         * retry publishes the same one.
+         */
+        struct sp_buf ed;
+        char eid[SP_UUID_STRLEN];
+        char ts[32];
+        sp_buf_init(&ed);
+        sp_buf_puts(&ed, "{\"metadata\":{\"eid\":\"");
+        sp_buf_puts(&ed, sp_nakadi_eid(type, strlen(type), r->id, eid));
+        sp_buf_puts(&ed, "\",\"occurred_at\":\"");
+        sp_buf_puts(&ed, sp_time_iso_ms(r->commit_time_us, ts));
+        sp_buf_puts(&ed, "\"}");
+        if (sp_json_ws(v + 1, v + len)[0] != '}') {
+            sp_buf_putc(&ed, ',');
+        }
+        sp_buf_append(&ed, v + 1, len - 1);
+        sp_buf_fini(&out);
+        out = ed;
+        v = out.data;
+        len = out.len;
     }
     if (len == 0 || v[0] != '{') {
         nk_reject(r, SP_EREJECTED,
