@@ -53,11 +53,37 @@ CONSUMERS = {
     "test_decoding": ("recv", "test_decoding", "unix", "pg_recvlogical test_decoding → /dev/null"),
     "siphon-file": ("siphon", "file", "unix", "siphon json → file (fsync)"),
     "siphon-null": ("siphon", "null", "unix", "siphon json → null"),
+    "siphon-filter": ("siphon", "null", "unix", "siphon json → null, filter flow"),
+    "siphon-lua": ("siphon", "null", "unix", "siphon json → null, Lua flow renaming a column"),
     "pgoutput-tcp": ("recv", "pgoutput", "tcp", "pg_recvlogical pgoutput → /dev/null, TCP"),
     "siphon-file-tcp": ("siphon", "file", "tcp", "siphon json → file (fsync), TCP"),
     "siphon-null-tcp": ("siphon", "null", "tcp", "siphon json → null, TCP"),
 }
 DEFAULT_CONSUMERS = list(CONSUMERS)
+# The stream's flows of the flow consumers (YAML, indented under the stream).
+# The filter passes every change of every workload (all their tables have a
+# bigint id > 0), but evaluates the op and a column value for each one. The
+# Lua function renames the column t to text (rows of the W1 shape; without an
+# after row or a t column the event goes on unchanged).
+FLOWS = {
+    "siphon-filter": """    flows:
+      - filter: "op in ['c', 'u', 'd', 'r'] && (after.id > 0 || before.id > 0)"
+""",
+    "siphon-lua": """    flows:
+      - script:
+          inline: |
+            function transform(event)
+              local row = event.after
+              if row ~= nil and row.t ~= nil then
+                row.text = row.t
+                row.t = nil
+              end
+              return event
+            end
+""",
+}
+# Without --consumers, the flow consumers run on these workloads only.
+FLOW_WORKLOADS = ("W1",)
 CEILING = "pgoutput"
 # A run counts as undisturbed when everything but its consumer and walsender
 # (PostgreSQL's background, this driver, the kernel, anything else) used at
@@ -280,6 +306,7 @@ class Workload:
         self.write = ""  # after it: the WAL every consumer decodes
         self.changes = self.n
         self.txns = 1
+        self.has_t = True  # rows of the W1 shape, with the text column t
 
 
 def make_workloads(scale):
@@ -324,6 +351,7 @@ def make_workloads(scale):
     x.write = do_batches(x.n, 1000, "INSERT INTO bench_w6 SELECT i, i % 1000, "
                                     "repeat(md5(i::text), 640) FROM generate_series($lo, $hi) i")
     x.txns = math.ceil(x.n / 1000)
+    x.has_t = False
     w[x.name] = x
 
     x = Workload("W7", "updates under REPLICA IDENTITY FULL, 1,000 per transaction", "bench_w7",
@@ -345,7 +373,7 @@ def make_workloads(scale):
 SINK_OPTS = []
 
 
-def siphon_config(path, cl, transport, slot, pub, table, sink, out):
+def siphon_config(path, cl, transport, slot, pub, table, sink, out, flows=""):
     sinkdef = f"    type: \"{sink}\"\n"  # quoted: a bare null is YAML's null
     if sink == "file":
         sinkdef += f"    path: {out}\n"
@@ -368,7 +396,7 @@ sinks:
     tables: [public.{table}]
     format: json
     sink: out
-"""
+{flows}"""
     with open(path, "w") as f:
         f.write(text)
 
@@ -395,8 +423,23 @@ def count_lines(path):
             n += b.count(b"\n")
 
 
+def check_flow_output(cname, wl, path):
+    """The flow consumers' untimed pass writes to a file: check that the flow
+    did its work (the line count, one per change, is checked by the caller)."""
+    if cname != "siphon-lua" or not wl.has_t:
+        return
+    with open(path) as f:
+        ev = json.loads(f.readline())
+    after = ev.get("after") or {}
+    if "t" in after or "text" not in after:
+        raise BenchError(f"{cname} on {wl.name}: column t not renamed to text: "
+                         f"after has {', '.join(after)}")
+
+
 def run_consumer(ctx, wl, cname, tag, sizing=False):
-    """Copy the template slot, drain it to the end LSN with one consumer, measure."""
+    """Copy the template slot, drain it to the end LSN with one consumer, measure.
+    sizing: the untimed pass; pg_recvlogical writes a file to size its output,
+    siphon with a flow writes to the file sink, so its output can be checked."""
     cl = ctx.cl
     kind, what, transport, _ = CONSUMERS[cname]
     slot = re.sub(r"[^a-z0-9_]", "_", f"c_{wl.name}_{cname}_{tag}".lower())[:63]
@@ -409,10 +452,12 @@ def run_consumer(ctx, wl, cname, tag, sizing=False):
         out = os.path.join(ctx.workdir, f"{slot}.out") if sizing else "/dev/null"
         cmd = recv_cmd(cl, transport, slot, what, wl.table, ctx.endpos, out)
     else:
-        if what == "file":
+        sink = "file" if sizing else what
+        if sink == "file":
             out = os.path.join(ctx.workdir, f"{slot}.jsonl")
         cfg = os.path.join(ctx.workdir, f"{slot}.yaml")
-        siphon_config(cfg, cl, transport, slot, wl.table, wl.table, what, out)
+        siphon_config(cfg, cl, transport, slot, wl.table, wl.table, sink, out,
+                      FLOWS.get(cname, ""))
         cmd = [ctx.siphon, "run", "-c", cfg, "--until-lsn", ctx.endpos, "--log-level", "warn"]
 
     before = proc_children(cl.pm_pid)
@@ -493,6 +538,7 @@ def run_consumer(ctx, wl, cname, tag, sizing=False):
         if expect is not None and lines != expect:
             raise BenchError(f"{cname} on {wl.name}: {lines} lines in {out}, expected {expect}")
         r["out_lines"] = lines
+        check_flow_output(cname, wl, out)
         os.unlink(out)
     return r
 
@@ -528,14 +574,16 @@ def run_workload(ctx, wl, consumers, rounds):
            "write_s": write_s, "sizing": {}, "runs": []}
 
     # Untimed pass: the reference plugins' output size, checked line counts,
-    # and a warm page cache for the first timed round.
+    # the flows' output checked (file sink), and a warm page cache for the
+    # first timed round.
     for cname in consumers:
         kind, what, transport, _ = CONSUMERS[cname]
-        if kind == "recv" and transport == "unix":
+        if (kind == "recv" and transport == "unix") or cname in FLOWS:
             r = run_consumer(ctx, wl, cname, "size", sizing=True)
             res["sizing"][cname] = r
-            log(f"{wl.name}: sizing {cname}: {r['out_bytes'] / wl.changes:,.0f} B/row, "
-                f"{r['rows_per_s']:,.0f} rows/s (untimed)")
+            did = "checked" if cname in FLOWS else "sizing"
+            log(f"{wl.name}: {did} {cname}: {r['out_bytes'] / wl.changes:,.0f} B/row, "
+                f"{r['out_lines']:,} lines, {r['rows_per_s']:,.0f} rows/s (untimed)")
 
     n = len(consumers)
     for rnd in range(rounds):
@@ -1058,6 +1106,7 @@ def summarize(wres):
              and r.get("other_core", 0) <= QUIET_OTHER}
     w2j = {r["round"]: r["rows_per_s"] for r in runs if r["consumer"] == "wal2json"}
     ceil_tcp = {r["round"]: r["rows_per_s"] for r in runs if r["consumer"] == "pgoutput-tcp"}
+    null = {r["round"]: r["rows_per_s"] for r in runs if r["consumer"] == "siphon-null"}
     file_bytes = None
     out = {}
     for cname in CONSUMERS:
@@ -1072,6 +1121,10 @@ def summarize(wres):
         s["ratios_tcp"] = [r["rows_per_s"] / ceil_tcp[r["round"]] for r in rs
                            if r["round"] in ceil_tcp and CONSUMERS[cname][2] == "tcp"]
         s["vs_wal2json"] = [r["rows_per_s"] / w2j[r["round"]] for r in rs if r["round"] in w2j]
+        # What a flow costs: the throughput lost against the null sink without
+        # flows, in the same round.
+        s["vs_null_cost"] = [1 - r["rows_per_s"] / null[r["round"]] for r in rs
+                             if r["round"] in null]
         s["ws_core"] = [(r["walsender_user_s"] + r["walsender_sys_s"]) / r["wall_s"]
                         for r in rs if r["walsender_user_s"] is not None]
         s["cl_core"] = [(r["client_user_s"] + r["client_sys_s"]) / r["wall_s"] for r in rs]
@@ -1088,9 +1141,12 @@ def summarize(wres):
             file_bytes = s["bytes_per_row"]
         out[cname] = s
     for cname, s in out.items():
-        if s["bytes_per_row"] is None and CONSUMERS[cname][0] == "siphon":
+        if CONSUMERS[cname][0] == "siphon" and CONSUMERS[cname][1] == "null":
+            # The bytes formatted: the flow consumers' checked file from the
+            # untimed pass, else siphon-file's.
             s["bytes_per_row_note"] = "(formatted, discarded)"
-            s["bytes_per_row"] = file_bytes
+            if s["bytes_per_row"] is None:
+                s["bytes_per_row"] = file_bytes
     return out
 
 
@@ -1143,6 +1199,12 @@ def render(results):
         if qs:
             L.append(f"× ceiling over undisturbed pairs only (this run and its round's ceiling "
                      f"both with other CPU ≤ {QUIET_OTHER:.0%} of a core): " + "; ".join(qs) + ".")
+            L.append("")
+        fl = [f"{CONSUMERS[cname][3]} {fmt_range(s[cname]['vs_null_cost'], lambda x: f'{x:.1%}')}"
+              for cname in FLOWS if cname in s and s[cname]["vs_null_cost"]]
+        if fl:
+            L.append("Cost of a flow, 1 − rows/s ÷ rows/s of siphon json → null in the same "
+                     "round, median (min–max): " + "; ".join(fl) + ".")
             L.append("")
         for cname in ("siphon-file", "siphon-file-tcp"):
             lw = [r for r in w["runs"] if r["consumer"] == cname and r.get("last_write_s")]
@@ -1214,6 +1276,14 @@ def render_targets(results):
             v = med(s["siphon-null"]["cl_core"])
             add("W1 null sink, unix: siphon CPU while draining (median)", f"{v:.2f} core",
                 "≤ 0.6 core", v <= 0.6)
+        if "siphon-filter" in s and s["siphon-filter"]["vs_null_cost"]:
+            c = s["siphon-filter"]["vs_null_cost"]
+            add("W1 filter flow cost: 1 − rows/s(filter) ÷ rows/s(null sink) of the same round, "
+                "median (min–max)", fmt_range(c, lambda x: f"{x:.1%}"), "≤ 10 %", med(c) <= 0.10)
+        if "siphon-lua" in s:
+            c = s["siphon-lua"]["rates"]
+            add("W1 Lua flow renaming a column: events/s, median (min–max)",
+                fmt_range(c, lambda x: f"{x:,.0f}"), "≥ 100,000", med(c) >= 100_000)
     if "W5" in ws:
         s = summarize(ws["W5"])
         v = max((max(c["rss_mib"]) for k, c in s.items() if k.startswith("siphon")), default=None)
@@ -1258,8 +1328,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds (default 5)")
     ap.add_argument("--workloads", default="W1,W2,W3,W5,W6,W7",
                     help="comma-separated (default all: W1,W2,W3,W5,W6,W7)")
-    ap.add_argument("--consumers", default=",".join(DEFAULT_CONSUMERS),
-                    help=f"comma-separated subset of {','.join(CONSUMERS)}")
+    ap.add_argument("--consumers",
+                    help=f"comma-separated subset of {','.join(CONSUMERS)}, for every "
+                         f"workload (default: all; {', '.join(FLOWS)} on "
+                         f"{', '.join(FLOW_WORKLOADS)} only)")
     ap.add_argument("--latency-rates", default="1000,5000,10000",
                     help="rows/s of the latency runs; empty for none")
     ap.add_argument("--latency-seconds", type=int, help="per rate (default 60, --quick 10)")
@@ -1292,8 +1364,10 @@ def main():
     scale = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
     lat_secs = args.latency_seconds or (10 if args.quick else 60)
     wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    consumers = [c.strip() for c in args.consumers.split(",") if c.strip()]
-    for c in consumers:
+    consumers = None  # the defaults, per workload
+    if args.consumers is not None:
+        consumers = [c.strip() for c in args.consumers.split(",") if c.strip()]
+    for c in consumers or []:
         if c not in CONSUMERS:
             ap.error(f"unknown consumer {c}")
     all_w = make_workloads(scale)
@@ -1328,7 +1402,7 @@ def main():
     ctx.results = {
         "command": os.environ.get("SIPHON_BENCH_CMD", " ".join(sys.argv)),
         "args": {"scale": scale, "rounds": args.rounds, "sink_opts": args.sink_opt, "workloads": wanted,
-                 "consumers": consumers, "latency_rates": rates,
+                 "consumers": consumers or "default", "latency_rates": rates,
                  "latency_seconds": lat_secs},
         "machine": machine_info(ctx.siphon), "workloads": {}, "latency": [],
     }
@@ -1349,7 +1423,9 @@ def main():
             ok = True
             return 0
         for wname in wanted:
-            wres = run_workload(ctx, all_w[wname], consumers, args.rounds)
+            cs = consumers or [c for c in DEFAULT_CONSUMERS
+                               if c not in FLOWS or wname in FLOW_WORKLOADS]
+            wres = run_workload(ctx, all_w[wname], cs, args.rounds)
             ctx.results["workloads"][wname] = wres
             save(ctx)
         if rates:
