@@ -866,7 +866,7 @@ static void cfg_collect_secrets(const struct sp_node *node, struct sp_diag_span 
     if (node == NULL) {
         return;
     }
-    if (node->secret) {
+    if (node->secret && node->span > 0) {
         *spans = sp_xrealloc(*spans, sizeof(**spans) * (size_t)(*n + 1));
         (*spans)[*n].line = node->loc.line;
         (*spans)[*n].col = node->loc.col;

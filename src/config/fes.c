@@ -566,7 +566,8 @@ static void fes_ident(struct sp_buf *b, const char *s)
 }
 
 /* The source for conninfo and slot: an existing one, or a new one. */
-static const char *fes_source(struct fes *f, const struct sp_node *conn_at, const char *conninfo,
+static const char *fes_source(struct fes *f, const struct sp_node *conn_at,
+                              const struct sp_node *url, const char *conninfo,
                               const struct sp_node *slot, const struct sp_node *publication)
 {
     for (int i = 0; i < f->nsrcs; i++) {
@@ -609,8 +610,15 @@ static const char *fes_source(struct fes *f, const struct sp_node *conn_at, cons
 
     struct sp_node *src = fes_node(SP_NODE_MAP, conn_at);
     fes_put(src, conn_at, "type", fes_scalar(conn_at, "postgres", true));
-    struct sp_node *ci = fes_scalar(conn_at, conninfo, false);
+    /*
+     * Secret, so never printed. In the file it is the jdbcUrl, whose text is
+     * hidden from diagnostics only when it holds a password itself.
+     */
+    struct sp_node *ci = fes_scalar(url, conninfo, false);
     ci->secret = true;
+    if (strstr(url->str, "password=") == NULL) {
+        ci->span = 0;
+    }
     fes_put(src, conn_at, "connection", ci);
     fes_put(src, slot, "slot", fes_copy(slot));
     if (publication != NULL) {
@@ -984,7 +992,8 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
         sp_buf_fini(&qtable);
         return;
     }
-    const char *src_name = fes_source(f, jc, conninfo, slot, publication);
+    const char *src_name =
+        fes_source(f, jc, sp_node_get(jc, "jdbcUrl"), conninfo, slot, publication);
 
     struct sp_node *st = fes_node(SP_NODE_MAP, es);
     fes_put(st, es, "name", fes_scalar(es, stream_name, false));
