@@ -28,6 +28,7 @@
 
 struct fes_src {
     char *name;
+    char *where; /* host, port and database: where the slot lives */
     char *conninfo;
     char *slot;
     char *publication; /* NULL: siphon's default */
@@ -337,7 +338,7 @@ static void fes_jdbc_param(struct fes *f, const struct sp_node *at, struct fes_c
  * jdbc:postgresql:[//host[:port][,host[:port]...]/][database][?k=v&...]
  * as a libpq key=value string. NULL after an error.
  */
-static char *fes_jdbc(struct fes *f, const struct sp_node *url, bool secret_auth)
+static char *fes_jdbc(struct fes *f, const struct sp_node *url, bool secret_auth, char **where)
 {
     static const char prefix[] = "jdbc:postgresql:";
     const char *s = url->str;
@@ -349,6 +350,8 @@ static char *fes_jdbc(struct fes *f, const struct sp_node *url, bool secret_auth
     s += sizeof(prefix) - 1;
     struct fes_conn c = {.secret_auth = secret_auth};
     sp_buf_init(&c.s);
+    struct sp_buf at;
+    sp_buf_init(&at);
     int before = f->errors;
     const char *q = strchr(s, '?');
     const char *end = q != NULL ? q : s + strlen(s);
@@ -410,6 +413,7 @@ static char *fes_jdbc(struct fes *f, const struct sp_node *url, bool secret_auth
         }
         if (hosts.len > 0) {
             fes_conn_put(&c.s, "host", hosts.data, hosts.len);
+            sp_buf_printf(&at, "%s:%s", hosts.data, ports.len > 0 ? ports.data : "");
         }
         if (any_port && ports.len > 0) {
             fes_conn_put(&c.s, "port", ports.data, ports.len);
@@ -425,6 +429,7 @@ static char *fes_jdbc(struct fes *f, const struct sp_node *url, bool secret_auth
             fes_err(f, url, "jdbcUrl: bad %%-escape in the database name");
         } else {
             fes_conn_put(&c.s, "dbname", name, strlen(name));
+            sp_buf_printf(&at, "/%s", name);
             free(name);
         }
     }
@@ -453,8 +458,11 @@ static char *fes_jdbc(struct fes *f, const struct sp_node *url, bool secret_auth
     }
     if (f->errors > before) {
         sp_buf_fini(&c.s);
+        sp_buf_fini(&at);
         return NULL;
     }
+    sp_buf_putc(&at, '\0');
+    *where = sp_buf_steal(&at);
     return sp_buf_steal(&c.s);
 }
 
@@ -567,13 +575,23 @@ static void fes_ident(struct sp_buf *b, const char *s)
 
 /* The source for conninfo and slot: an existing one, or a new one. */
 static const char *fes_source(struct fes *f, const struct sp_node *conn_at,
-                              const struct sp_node *url, const char *conninfo,
+                              const struct sp_node *url, const char *conninfo, const char *where,
                               const struct sp_node *slot, const struct sp_node *publication)
 {
     for (int i = 0; i < f->nsrcs; i++) {
         struct fes_src *s = &f->srcs[i];
-        if (strcmp(s->conninfo, conninfo) != 0 || strcmp(s->slot, slot->str) != 0) {
+        if (strcmp(s->where, where) != 0 || strcmp(s->slot, slot->str) != 0) {
             continue;
+        }
+        if (strcmp(s->conninfo, conninfo) != 0) {
+            struct sp_diag_item *it = fes_err(
+                f, url, "slot \"%s\" of this database is used with two different connections",
+                slot->str);
+            sp_diag_hint(it,
+                         "one slot is read by one connection: give every event stream of "
+                         "slot \"%s\" the same jdbcUrl and databaseAuthentication",
+                         slot->str);
+            return s->name;
         }
         const char *pub = publication != NULL ? publication->str : NULL;
         if ((pub == NULL) != (s->publication == NULL) ||
@@ -604,6 +622,7 @@ static const char *fes_source(struct fes *f, const struct sp_node *conn_at,
     f->srcs = sp_xrealloc(f->srcs, sizeof(*f->srcs) * (size_t)(f->nsrcs + 1));
     struct fes_src *s = &f->srcs[f->nsrcs++];
     s->name = name;
+    s->where = sp_xstrdup(where);
     s->conninfo = sp_xstrdup(conninfo);
     s->slot = sp_xstrdup(slot->str);
     s->publication = publication != NULL ? sp_xstrdup(publication->str) : NULL;
@@ -631,7 +650,7 @@ static const char *fes_source(struct fes *f, const struct sp_node *conn_at,
 }
 
 /* The connection string of an event stream's jdbcConnection, credentials included. */
-static char *fes_connection(struct fes *f, const struct sp_node *jc, const char *path)
+static char *fes_connection(struct fes *f, const struct sp_node *jc, const char *path, char **where)
 {
     const struct sp_node *url = fes_get(f, jc, "jdbcUrl", path, true);
     if (url == NULL) {
@@ -639,7 +658,7 @@ static char *fes_connection(struct fes *f, const struct sp_node *jc, const char 
     }
     const struct sp_node *auth = sp_node_get(jc, "databaseAuthentication");
     bool secret_auth = auth != NULL && !sp_node_is_null(auth);
-    char *conninfo = fes_jdbc(f, url, secret_auth);
+    char *conninfo = fes_jdbc(f, url, secret_auth, where);
     if (!secret_auth) {
         return conninfo;
     }
@@ -844,6 +863,7 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
     snprintf(cpath, sizeof(cpath), "%s.jdbcConnection", spath);
     const struct sp_node *jc = sp_node_get(source, "jdbcConnection");
     char *conninfo = NULL;
+    char *where = NULL;
     const struct sp_node *slot = NULL;
     const struct sp_node *publication = NULL;
     if (jc == NULL) {
@@ -858,7 +878,7 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
                 fes_err(f, plugin, "%s.pluginType \"%s\" is not supported", cpath, plugin->str);
             sp_diag_hint(it, "siphon decodes pgoutput: remove pluginType or set it to pgoutput");
         }
-        conninfo = fes_connection(f, jc, cpath);
+        conninfo = fes_connection(f, jc, cpath, &where);
     }
 
     /* flow */
@@ -993,7 +1013,7 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
         return;
     }
     const char *src_name =
-        fes_source(f, jc, sp_node_get(jc, "jdbcUrl"), conninfo, slot, publication);
+        fes_source(f, jc, sp_node_get(jc, "jdbcUrl"), conninfo, where, slot, publication);
 
     struct sp_node *st = fes_node(SP_NODE_MAP, es);
     fes_put(st, es, "name", fes_scalar(es, stream_name, false));
@@ -1035,6 +1055,7 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
     fes_push(f->streams, st);
 
     free(conninfo);
+    free(where);
     free(stream_name);
     free(sink_name);
     free(dl_name);
@@ -1150,6 +1171,7 @@ struct sp_node *sp_fes_translate(const struct sp_node *root, sp_env_fn lookup, s
     fes_put(out, root, "streams", f.streams);
     for (int i = 0; i < f.nsrcs; i++) {
         free(f.srcs[i].name);
+        free(f.srcs[i].where);
         if (f.srcs[i].conninfo != NULL) {
             memset(f.srcs[i].conninfo, 0, strlen(f.srcs[i].conninfo));
         }

@@ -59,6 +59,7 @@ struct sp_nk_server {
     uint64_t published_seen; /* events that reached the publishing step */
     char *reject_needle;
     char *reject_detail;
+    char *reject_type; /* NULL: every event type */
     int respond_status;
     int respond_count;
     int respond_retry_after;
@@ -193,6 +194,7 @@ static const char *nks_validate(const struct sp_nk_server *s, const struct nks_t
         return "#: expected an object";
     }
     if (s->reject_needle != NULL &&
+        (s->reject_type == NULL || strcmp(s->reject_type, t->name) == 0) &&
         memmem(ev.p, ev.len, s->reject_needle, strlen(s->reject_needle)) != NULL) {
         return s->reject_detail;
     }
@@ -607,6 +609,7 @@ void sp_nk_server_stop(struct sp_nk_server *s)
     free(s->token);
     free(s->reject_needle);
     free(s->reject_detail);
+    free(s->reject_type);
     free(s->reqs);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -656,6 +659,15 @@ void sp_nk_server_reject_matching(struct sp_nk_server *s, const char *needle, co
 {
     nks_set_str(s, &s->reject_needle, needle);
     nks_set_str(s, &s->reject_detail, detail);
+    nks_set_str(s, &s->reject_type, NULL);
+}
+
+void sp_nk_server_reject_matching_in(struct sp_nk_server *s, const char *type, const char *needle,
+                                     const char *detail)
+{
+    nks_set_str(s, &s->reject_needle, needle);
+    nks_set_str(s, &s->reject_detail, detail);
+    nks_set_str(s, &s->reject_type, type);
 }
 
 void sp_nk_server_respond(struct sp_nk_server *s, int status, int count, int retry_after_s)

@@ -54,6 +54,9 @@ void sp_nk_server_set_token(struct sp_nk_server *s, const char *token);
 void sp_nk_server_fail_every(struct sp_nk_server *s, int n);
 /* Events whose JSON contains needle fail validation with detail (422); NULL: none. */
 void sp_nk_server_reject_matching(struct sp_nk_server *s, const char *needle, const char *detail);
+/* The same in event type `type` only. */
+void sp_nk_server_reject_matching_in(struct sp_nk_server *s, const char *type, const char *needle,
+                                     const char *detail);
 /* The next count POSTs are answered with status and a Problem JSON; Retry-After if >= 0. */
 void sp_nk_server_respond(struct sp_nk_server *s, int status, int count, int retry_after_s);
 /* The next count requests wait delay_ms before they are handled. */

@@ -578,6 +578,16 @@ static void several_resources(void **state)
                  "  hint: one slot streams one publication: give every event stream of this slot "
                  "the same publicationName\n");
 
+    /* One slot of one database, two connection strings. */
+    snprintf(yaml, sizeof(yaml), "%s---\n%s", one,
+             FES_HEAD FES_SOURCE("jdbc:postgresql://h/db?ApplicationName=x") FES_FLOW_SINK);
+    expect_error(yaml, "fes.yaml:33:20: error: slot \"fes_shop\" of this database is used with "
+                       "two different connections\n"
+                       "   33 |           jdbcUrl: \"jdbc:postgresql://h/db?ApplicationName=x\"\n"
+                       "      |                    ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n"
+                       "  hint: one slot is read by one connection: give every event stream of "
+                       "slot \"fes_shop\" the same jdbcUrl and databaseAuthentication\n");
+
     /* A siphon configuration after a resource is not mixed in. */
     snprintf(yaml, sizeof(yaml), "%s---\nsources: {}\n", one);
     expect_error(yaml, "fes.yaml:21:1: error: resource 2 is not a FabricEventStream\n"
