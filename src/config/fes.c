@@ -1006,6 +1006,7 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
     if (f->errors > before || conninfo == NULL || slot == NULL || tname == NULL || ftype == NULL ||
         !sink_ok) {
         free(conninfo);
+        free(where);
         free(stream_name);
         free(sink_name);
         free(dl_name);
