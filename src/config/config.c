@@ -216,7 +216,7 @@ static int cfg_parse_ident(const char **p, char **out, const char *whole, struct
 }
 
 /* Append ident as PostgreSQL would need it written: quoted unless plain lower case. */
-static void cfg_put_ident(struct sp_buf *b, const char *ident)
+void sp_cfg_put_ident(struct sp_buf *b, const char *ident)
 {
     bool plain = ident[0] != '\0' && !isdigit((unsigned char)ident[0]) && ident[0] != '$';
     for (const char *p = ident; *p != '\0' && plain; p++) {
@@ -589,9 +589,9 @@ static void cfg_stream_tables(struct cfg *c, const char *what, struct sp_node *i
             const struct sp_node *first = items[where[dup]];
             struct sp_buf qname;
             sp_buf_init(&qname);
-            cfg_put_ident(&qname, schema);
+            sp_cfg_put_ident(&qname, schema);
             sp_buf_putc(&qname, '.');
-            cfg_put_ident(&qname, table);
+            sp_cfg_put_ident(&qname, table);
             struct sp_diag_item *it =
                 cfg_err(c, t, "%s: table %s is listed twice", what, qname.data);
             sp_buf_fini(&qname);

@@ -135,6 +135,10 @@ extern const struct sp_opt sp_cfg_settings_opts[];
 extern const struct sp_opt sp_cfg_stream_opts[];
 extern const struct sp_opt sp_cfg_recovery_opts[];
 
+/* ident as PostgreSQL reads it back: plain when it may be, else double-quoted. */
+struct sp_buf;
+void sp_cfg_put_ident(struct sp_buf *b, const char *ident);
+
 /*
  * Parse a table name as written in `tables:` (or on the command line):
  * `table` (schema public), `schema.table`, either part double-quoted to keep

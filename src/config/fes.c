@@ -172,6 +172,27 @@ static const struct sp_node *fes_get(struct fes *f, const struct sp_node *map, c
     return v;
 }
 
+/*
+ * The mapping under key in parent, its path written to path: NULL (after an
+ * error) when it is missing or not a mapping. Its keys are checked.
+ */
+static const struct sp_node *fes_section(struct fes *f, const struct sp_node *parent,
+                                         const char *key, const char *parent_path, char *path,
+                                         size_t pathsz, const char *const *keys)
+{
+    snprintf(path, pathsz, "%s.%s", parent_path, key);
+    const struct sp_node *n = sp_node_get(parent, key);
+    if (n == NULL) {
+        fes_err(f, parent, "%s is required", path);
+        return NULL;
+    }
+    if (!fes_is_map(f, n, path)) {
+        return NULL;
+    }
+    fes_known_keys(f, n, path, keys);
+    return n;
+}
+
 /* ---- jdbcUrl -> libpq connection string ---- */
 
 static void fes_conn_put(struct sp_buf *b, const char *key, const char *value, size_t len)
@@ -552,27 +573,6 @@ static const char *const fes_flow_keys[] = {"type", "payloadColumn", NULL};
 static const char *const fes_sink_keys[] = {"type", "eventType", "maxBatchSize", "queueName", NULL};
 static const char *const fes_recovery_keys[] = {"type", "sink", NULL};
 
-/* A PostgreSQL identifier as siphon's table syntax reads it back. */
-static void fes_ident(struct sp_buf *b, const char *s)
-{
-    bool plain = (islower((unsigned char)s[0]) || s[0] == '_') && s[0] != '\0';
-    for (const char *p = s; *p != '\0' && plain; p++) {
-        plain = islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_';
-    }
-    if (plain) {
-        sp_buf_puts(b, s);
-        return;
-    }
-    sp_buf_putc(b, '"');
-    for (const char *p = s; *p != '\0'; p++) {
-        if (*p == '"') {
-            sp_buf_putc(b, '"');
-        }
-        sp_buf_putc(b, *p);
-    }
-    sp_buf_putc(b, '"');
-}
-
 /* The source for conninfo and slot: an existing one, or a new one. */
 static const char *fes_source(struct fes *f, const struct sp_node *conn_at,
                               const struct sp_node *url, const char *conninfo, const char *where,
@@ -822,16 +822,11 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
 
     /* source */
     char spath[128];
-    snprintf(spath, sizeof(spath), "%s.source", path);
-    const struct sp_node *source = sp_node_get(es, "source");
+    const struct sp_node *source =
+        fes_section(f, es, "source", path, spath, sizeof(spath), fes_source_keys);
     if (source == NULL) {
-        fes_err(f, es, "%s.source is required", path);
         return;
     }
-    if (!fes_is_map(f, source, spath)) {
-        return;
-    }
-    fes_known_keys(f, source, spath, fes_source_keys);
     const struct sp_node *stype = fes_get(f, source, "type", spath, true);
     if (stype != NULL && strcmp(stype->str, "PostgresLogicalReplication") != 0) {
         struct sp_diag_item *it =
@@ -840,14 +835,11 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
     }
     const struct sp_node *schema = fes_get(f, source, "schema", spath, false);
     char tpath[160];
-    snprintf(tpath, sizeof(tpath), "%s.table", spath);
-    const struct sp_node *table = sp_node_get(source, "table");
+    const struct sp_node *table =
+        fes_section(f, source, "table", spath, tpath, sizeof(tpath), fes_table_keys);
     const struct sp_node *tname = NULL;
     const struct sp_node *id_column = NULL;
-    if (table == NULL) {
-        fes_err(f, source, "%s.table is required", spath);
-    } else if (fes_is_map(f, table, tpath)) {
-        fes_known_keys(f, table, tpath, fes_table_keys);
+    if (table != NULL) {
         tname = fes_get(f, table, "name", tpath, true);
         id_column = fes_get(f, table, "idColumn", tpath, false);
     }
@@ -860,16 +852,13 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
         filter = NULL;
     }
     char cpath[160];
-    snprintf(cpath, sizeof(cpath), "%s.jdbcConnection", spath);
-    const struct sp_node *jc = sp_node_get(source, "jdbcConnection");
+    const struct sp_node *jc =
+        fes_section(f, source, "jdbcConnection", spath, cpath, sizeof(cpath), fes_conn_keys);
     char *conninfo = NULL;
     char *where = NULL;
     const struct sp_node *slot = NULL;
     const struct sp_node *publication = NULL;
-    if (jc == NULL) {
-        fes_err(f, source, "%s.jdbcConnection is required", spath);
-    } else if (fes_is_map(f, jc, cpath)) {
-        fes_known_keys(f, jc, cpath, fes_conn_keys);
+    if (jc != NULL) {
         slot = fes_get(f, jc, "slotName", cpath, true);
         publication = fes_get(f, jc, "publicationName", cpath, false);
         const struct sp_node *plugin = fes_get(f, jc, "pluginType", cpath, false);
@@ -917,9 +906,9 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
     struct sp_buf qtable;
     sp_buf_init(&qtable);
     if (tname != NULL) {
-        fes_ident(&qtable, schema != NULL ? schema->str : "public");
+        sp_cfg_put_ident(&qtable, schema != NULL ? schema->str : "public");
         sp_buf_putc(&qtable, '.');
-        fes_ident(&qtable, tname->str);
+        sp_cfg_put_ident(&qtable, tname->str);
     }
     char *stream_name = sp_xasprintf("%s.%s.%s", res_name, schema != NULL ? schema->str : "public",
                                      tname != NULL ? tname->str : "?");
