@@ -1126,8 +1126,8 @@ static void sqs_advance(struct sp_sink *sk, struct sqs_job *job);
 
 /*
  * Starts the request for the next items of job: in order, at most cap
- * entries and max_batch_bytes, and on a FIFO queue no two of one key and
- * none of a key given back earlier in this batch (those go back too).
+ * entries and max_batch_bytes, none of a key given back earlier in this
+ * batch (those go back too), and on a FIFO queue no two of one key.
  * Returns false when there was nothing left to send.
  */
 static bool sqs_send(struct sp_sink *sk, struct sqs_job *job)
@@ -1142,7 +1142,7 @@ static bool sqs_send(struct sp_sink *sk, struct sqs_job *job)
         if (it->done) {
             continue;
         }
-        if (st->fifo && sqs_job_holds(job, it->r->key_hash)) {
+        if (sqs_job_holds(job, it->r->key_hash)) {
             sqs_give_back(job, it, SP_ESERVER, NULL,
                           "not sent: an earlier event of its key was not stored");
             continue;
