@@ -13,12 +13,16 @@
 #include "sink/sigv4.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char sv_hex[] = "0123456789abcdef";
 
@@ -422,4 +426,135 @@ int sp_aws_creds_parse(const char *text, size_t len, const char *profile, const 
     }
     *out = c;
     return 0;
+}
+
+/* ---- where the credentials come from ---- */
+
+#define SV_CREDS_MAX (1024 * 1024)
+
+static const char *sv_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+int sp_aws_creds_src_init(struct sp_aws_creds_src *cs, const char *file, const char *profile,
+                          struct sp_err *err)
+{
+    memset(cs, 0, sizeof(*cs));
+    if (file == NULL && sv_env("AWS_ACCESS_KEY_ID") == NULL) {
+        file = sv_env("AWS_SHARED_CREDENTIALS_FILE");
+        if (file == NULL && sv_env("HOME") != NULL) {
+            char *def = sp_xasprintf("%s/.aws/credentials", sv_env("HOME"));
+            if (access(def, F_OK) == 0) {
+                cs->file = def;
+            } else {
+                free(def);
+            }
+        }
+        if (file == NULL && cs->file == NULL) {
+            sp_err_set(err, SP_EINVAL, "no AWS credentials");
+            sp_err_hint(err, "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the "
+                             "environment, or credentials_file in the sink");
+            return SP_EINVAL;
+        }
+    }
+    if (file != NULL) {
+        cs->file = sp_xstrdup(file);
+    }
+    if (cs->file != NULL) {
+        if (profile == NULL) {
+            profile = sv_env("AWS_PROFILE");
+        }
+        cs->profile = sp_xstrdup(profile != NULL ? profile : "default");
+        cs->origin = sp_xasprintf("%s, profile \"%s\"", cs->file, cs->profile);
+    } else {
+        cs->origin = sp_xstrdup("the environment");
+    }
+    return 0;
+}
+
+void sp_aws_creds_src_fini(struct sp_aws_creds_src *cs)
+{
+    sp_aws_creds_fini(&cs->creds);
+    free(cs->file);
+    free(cs->profile);
+    free(cs->origin);
+    memset(cs, 0, sizeof(*cs));
+}
+
+static int sv_creds_from_env(struct sp_aws_creds_src *cs, struct sp_err *err)
+{
+    const char *id = sv_env("AWS_ACCESS_KEY_ID");
+    const char *secret = sv_env("AWS_SECRET_ACCESS_KEY");
+    if (id == NULL || secret == NULL) {
+        sp_err_set(err, SP_EINVAL, "environment variable %s is not set",
+                   id == NULL ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY");
+        sp_err_hint(err, "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                         "credentials_file in the sink");
+        return SP_EINVAL;
+    }
+    if (!cs->loaded) {
+        const char *token = sv_env("AWS_SESSION_TOKEN");
+        cs->creds.access_key_id = sp_xstrdup(id);
+        cs->creds.secret_access_key = sp_xstrdup(secret);
+        cs->creds.session_token = token != NULL ? sp_xstrdup(token) : NULL;
+        cs->loaded = true;
+    }
+    return 0;
+}
+
+int sp_aws_creds_src_load(struct sp_aws_creds_src *cs, bool force, struct sp_err *err)
+{
+    if (cs->file == NULL) {
+        return sv_creds_from_env(cs, err);
+    }
+    struct stat sb;
+    if (stat(cs->file, &sb) != 0) {
+        return sp_err_errno(err, errno, "could not read credentials file %s", cs->file);
+    }
+    if (!force && cs->loaded && sb.st_dev == cs->dev && sb.st_ino == cs->ino &&
+        sb.st_mtim.tv_sec == cs->mtime.tv_sec && sb.st_mtim.tv_nsec == cs->mtime.tv_nsec &&
+        sb.st_size == cs->size) {
+        return 0;
+    }
+    int fd = open(cs->file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return sp_err_errno(err, errno, "could not read credentials file %s", cs->file);
+    }
+    char *buf = sp_xmalloc(SV_CREDS_MAX);
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, SV_CREDS_MAX - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return sp_err_errno(err, e, "could not read credentials file %s", cs->file);
+        }
+        if (n == 0 || (len += (size_t)n) == SV_CREDS_MAX) {
+            break;
+        }
+    }
+    close(fd);
+    struct sp_aws_creds c;
+    int rc = sp_aws_creds_parse(buf, len, cs->profile, cs->file, &c, err);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    if (rc != 0) {
+        return rc;
+    }
+    bool changed = cs->loaded && (strcmp(c.access_key_id, cs->creds.access_key_id) != 0 ||
+                                  strcmp(c.secret_access_key, cs->creds.secret_access_key) != 0);
+    sp_aws_creds_fini(&cs->creds);
+    cs->creds = c;
+    cs->loaded = true;
+    cs->dev = sb.st_dev;
+    cs->ino = sb.st_ino;
+    cs->mtime = sb.st_mtim;
+    cs->size = sb.st_size;
+    return changed ? 1 : 0;
 }

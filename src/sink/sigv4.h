@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "core/err.h"
@@ -109,5 +111,36 @@ void sp_aws_creds_fini(struct sp_aws_creds *c);
  */
 int sp_aws_creds_parse(const char *text, size_t len, const char *profile, const char *origin,
                        struct sp_aws_creds *out, struct sp_err *err);
+
+/*
+ * Where the credentials come from, decided once: file (a credentials file
+ * the configuration names) with profile (else AWS_PROFILE, else
+ * "default"); else the environment's AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; else the file
+ * AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials names.
+ */
+struct sp_aws_creds_src {
+    char *file; /* NULL: the environment */
+    char *profile;
+    char *origin;              /* for messages: "the environment", "<file>, profile \"<p>\"" */
+    struct sp_aws_creds creds; /* current, once loaded */
+    bool loaded;
+    dev_t dev; /* of the file as last read */
+    ino_t ino;
+    struct timespec mtime;
+    off_t size;
+};
+
+/* Decides the source; SP_EINVAL when there is none. file and profile may be NULL. */
+int sp_aws_creds_src_init(struct sp_aws_creds_src *cs, const char *file, const char *profile,
+                          struct sp_err *err);
+/*
+ * Makes cs->creds current: from the environment once, or from the file
+ * when it changed since it was last read (another inode, mtime or size),
+ * or always when force. Returns 0, 1 when other keys than before were read
+ * from the file, or a negative code with err (the previous keys stay).
+ */
+int sp_aws_creds_src_load(struct sp_aws_creds_src *cs, bool force, struct sp_err *err);
+void sp_aws_creds_src_fini(struct sp_aws_creds_src *cs);
 
 #endif

@@ -44,17 +44,12 @@
 #include <stdarg.h>
 
 #include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/plugin.h"
 #include "core/sinkconf.h"
@@ -64,7 +59,6 @@
 #include "util/time.h"
 
 #define SQS_IDLE_POLL_MS  5 /* poll's wait when nothing is in flight */
-#define SQS_CREDS_MAX     (1024 * 1024)
 #define SQS_DETAIL_MAX    300
 #define SQS_ID_MAX        128 /* MessageGroupId, MessageDeduplicationId */
 #define SQS_RESP_MAX      (4 * 1024 * 1024)
@@ -186,17 +180,8 @@ struct sqs_state {
     char *queue_url;
     char *queue_owner; /* account id from queue_url, or NULL */
     bool fifo;
-    /* credentials */
-    struct sp_aws_creds creds;
-    char *creds_file; /* NULL: from the environment */
-    char *profile;
-    char *creds_origin; /* for messages */
-    bool creds_loaded;
+    struct sp_aws_creds_src cs;
     bool creds_force; /* read the file again before the next request */
-    dev_t dev;
-    ino_t ino;
-    struct timespec mtime;
-    off_t size;
     CURLM *multi;
     struct sqs_job *jobs;
     int inflight;
@@ -250,7 +235,7 @@ static void sqs_state_free(struct sqs_state *st)
     if (st->multi != NULL) {
         curl_multi_cleanup(st->multi);
     }
-    sp_aws_creds_fini(&st->creds);
+    sp_aws_creds_src_fini(&st->cs);
     free(st->region);
     free(st->endpoint);
     free(st->authority);
@@ -258,9 +243,6 @@ static void sqs_state_free(struct sqs_state *st)
     free(st->queue_name);
     free(st->queue_url);
     free(st->queue_owner);
-    free(st->creds_file);
-    free(st->profile);
-    free(st->creds_origin);
     sp_buf_fini(&st->tmp);
     free(st);
 }
@@ -414,37 +396,8 @@ static int sqs_state_new(struct sp_sink *sk, struct sqs_state **out, struct sp_e
                     "FIFO queues do",
                     st->queue_name);
     }
-    /* Credentials: the file when configured, else the environment's keys, else its file. */
-    const char *file = conf->credentials_file;
-    if (file == NULL && sqs_env("AWS_ACCESS_KEY_ID") == NULL) {
-        file = sqs_env("AWS_SHARED_CREDENTIALS_FILE");
-        if (file == NULL && sqs_env("HOME") != NULL) {
-            char *def = sp_xasprintf("%s/.aws/credentials", sqs_env("HOME"));
-            if (access(def, F_OK) == 0) {
-                st->creds_file = def;
-            } else {
-                free(def);
-            }
-        }
-        if (file == NULL && st->creds_file == NULL) {
-            rc = sp_err_set(err, SP_EINVAL, "no AWS credentials");
-            sp_err_hint(err, "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the "
-                             "environment, or credentials_file in the sink");
-            goto fail;
-        }
-    }
-    if (file != NULL) {
-        st->creds_file = sp_xstrdup(file);
-    }
-    if (st->creds_file != NULL) {
-        const char *profile = conf->profile;
-        if (profile == NULL) {
-            profile = sqs_env("AWS_PROFILE");
-        }
-        st->profile = sp_xstrdup(profile != NULL ? profile : "default");
-        st->creds_origin = sp_xasprintf("%s, profile \"%s\"", st->creds_file, st->profile);
-    } else {
-        st->creds_origin = sp_xstrdup("the environment");
+    if ((rc = sp_aws_creds_src_init(&st->cs, conf->credentials_file, conf->profile, err)) != 0) {
+        goto fail;
     }
     *out = st;
     return 0;
@@ -455,86 +408,15 @@ fail:
 
 /* ---- credentials ---- */
 
-/*
- * Makes st->creds current: from the environment, or from the file when it
- * changed since it was last read (another inode, mtime or size), or always
- * when force. Errors are retriable at run time: a mounted secret may be
- * replaced any moment.
- */
+/* sp_aws_creds_src_load, and a log line when the keys changed. */
 static int sqs_creds_load(struct sqs_state *st, bool force, struct sp_err *err)
 {
-    if (st->creds_file == NULL) {
-        const char *id = sqs_env("AWS_ACCESS_KEY_ID");
-        const char *secret = sqs_env("AWS_SECRET_ACCESS_KEY");
-        if (id == NULL || secret == NULL) {
-            sp_err_set(err, SP_EINVAL, "environment variable %s is not set",
-                       id == NULL ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY");
-            sp_err_hint(err, "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-                             "credentials_file in the sink");
-            return SP_EINVAL;
-        }
-        if (!st->creds_loaded) {
-            const char *token = sqs_env("AWS_SESSION_TOKEN");
-            st->creds.access_key_id = sp_xstrdup(id);
-            st->creds.secret_access_key = sp_xstrdup(secret);
-            st->creds.session_token = token != NULL ? sp_xstrdup(token) : NULL;
-            st->creds_loaded = true;
-        }
-        return 0;
+    int rc = sp_aws_creds_src_load(&st->cs, force, err);
+    if (rc == 1) {
+        sp_log_info(st->log, "read new credentials from %s (access key %s)", st->cs.origin,
+                    st->cs.creds.access_key_id);
     }
-    struct stat sb;
-    if (stat(st->creds_file, &sb) != 0) {
-        return sp_err_errno(err, errno, "could not read credentials_file %s", st->creds_file);
-    }
-    if (!force && st->creds_loaded && sb.st_dev == st->dev && sb.st_ino == st->ino &&
-        sb.st_mtim.tv_sec == st->mtime.tv_sec && sb.st_mtim.tv_nsec == st->mtime.tv_nsec &&
-        sb.st_size == st->size) {
-        return 0;
-    }
-    int fd = open(st->creds_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return sp_err_errno(err, errno, "could not read credentials_file %s", st->creds_file);
-    }
-    char *buf = sp_xmalloc(SQS_CREDS_MAX);
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, SQS_CREDS_MAX - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            free(buf);
-            return sp_err_errno(err, e, "could not read credentials_file %s", st->creds_file);
-        }
-        if (n == 0 || (len += (size_t)n) == SQS_CREDS_MAX) {
-            break;
-        }
-    }
-    close(fd);
-    struct sp_aws_creds c;
-    int rc = sp_aws_creds_parse(buf, len, st->profile, st->creds_file, &c, err);
-    OPENSSL_cleanse(buf, len);
-    free(buf);
-    if (rc != 0) {
-        return rc;
-    }
-    bool changed =
-        st->creds_loaded && (strcmp(c.access_key_id, st->creds.access_key_id) != 0 ||
-                             strcmp(c.secret_access_key, st->creds.secret_access_key) != 0);
-    sp_aws_creds_fini(&st->creds);
-    st->creds = c;
-    st->creds_loaded = true;
-    st->dev = sb.st_dev;
-    st->ino = sb.st_ino;
-    st->mtime = sb.st_mtim;
-    st->size = sb.st_size;
-    if (changed) {
-        sp_log_info(st->log, "read new credentials from %s (access key %s)", st->creds_origin,
-                    st->creds.access_key_id);
-    }
-    return 0;
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- HTTP plumbing ---- */
@@ -598,13 +480,13 @@ static int sqs_easy_prepare(struct sqs_state *st, CURL *e, const char *target,
         {"Host", st->authority},
         {"X-Amz-Date", amz_date},
         {"X-Amz-Target", xtarget},
-        {"X-Amz-Security-Token", st->creds.session_token},
+        {"X-Amz-Security-Token", st->cs.creds.session_token},
     };
-    size_t nsh = st->creds.session_token != NULL ? 5 : 4;
+    size_t nsh = st->cs.creds.session_token != NULL ? 5 : 4;
     struct sp_sigv4_req rq = {"POST", st->path, NULL, sh, nsh, payload_hash};
     struct sp_buf auth;
     sp_buf_init(&auth);
-    sp_sigv4_authorization(st->creds.access_key_id, st->creds.secret_access_key, amz_date,
+    sp_sigv4_authorization(st->cs.creds.access_key_id, st->cs.creds.secret_access_key, amz_date,
                            st->region, "sqs", &rq, &auth);
     for (size_t i = 0; i < nsh; i++) {
         sp_buf_reset(&st->tmp);
@@ -809,7 +691,7 @@ static int sqs_get_queue_url(struct sqs_state *st, char **url, struct sp_err *er
                 sp_err_hint(err,
                             "check the credentials (%s), the region and the "
                             "sqs:GetQueueUrl permission",
-                            st->creds_origin);
+                            st->cs.origin);
             }
         }
     }
@@ -1465,7 +1347,7 @@ static int sqs_open(struct sp_sink *sk, struct sp_err *err)
     sk->state = st;
     sp_log_info(&sk->log, "sending to %s queue %s (region %s, endpoint %s, credentials from %s)",
                 st->fifo ? "FIFO" : "standard", st->queue_url, st->region, st->endpoint,
-                st->creds_origin);
+                st->cs.origin);
     return 0;
 }
 

@@ -4,8 +4,8 @@
  * (tests/lib/sqs_server.c), which checks every request's Signature
  * Version 4 and deduplicates FIFO messages as SQS does: 10,000 events over
  * 100 keys into a FIFO queue, each stored once and each key in commit order
- * with its group and attributes; entries failed with SenderFault false, 5xx
- * and throttling answers retried without loss or reordering; entries
+ * with its group and attributes; entries failed with SenderFault false, 5xx,
+ * throttling and slow answers retried without loss or reordering; entries
  * refused with SenderFault true and an oversized event in the dead-letter
  * file with the error; a wrong secret retried until the credentials file is
  * rotated; a SIGKILL mid-stream and a restart, after which FIFO
@@ -357,11 +357,16 @@ static void fifo_queue_gets_each_event_once_in_key_order(void **state)
     assert_int_equal(sp_test_count_lines(fx->dead), 0);
 }
 
-/* SenderFault false entries, 500s and throttling: retried, nothing lost, keys in order. */
+/*
+ * SenderFault false entries, 500s, throttling and answers slower than
+ * request_timeout: retried, nothing lost or stored twice, keys in order.
+ */
 static void retriable_failures_lose_nothing(void **state)
 {
     struct fixture *fx = *state;
-    setup_test(fx, "retry", "retry.fifo", true, "    partitions: 4\n");
+    setup_test(fx, "retry", "retry.fifo", true,
+               "    partitions: 4\n"
+               "    request_timeout: 1s\n");
     sp_sqs_server_fail_every(fx->srv, 7);
     sp_sqs_server_respond(fx->srv, 500, "InternalError", 3);
     siphon_start(fx, true);
@@ -370,9 +375,14 @@ static void retriable_failures_lose_nothing(void **state)
     sp_sqs_server_respond(fx->srv, 400, "ThrottlingException", 3);
     sp_test_sql(fx->conn, "UPDATE t_retry SET v = v + 1");
     wait_caught_up(fx);
+    /* Answers slower than request_timeout: SQS stores what siphon gave up on; the copies
+     * sent again are deduplicated. */
+    sp_sqs_server_delay(fx->srv, 1500, 2);
+    sp_test_sql(fx->conn, "UPDATE t_retry SET v = v + 1");
+    wait_caught_up(fx);
     siphon_stop(fx);
 
-    size_t n = check_messages(fx, 50, 10, true, NULL);
+    size_t n = check_messages(fx, 50, 11, true, NULL);
     struct sp_sqs_stats st;
     sp_sqs_server_stats(fx->srv, &st);
     print_message("retry: %zu events, %ld entries failed with SenderFault false, %ld answers "
@@ -386,6 +396,8 @@ static void retriable_failures_lose_nothing(void **state)
     assert_int_equal(sp_test_count_lines(fx->dead), 0);
     assert_true(cdc_count_in_file(fx->log, "InternalError") >= 1);
     assert_true(cdc_count_in_file(fx->log, "ThrottlingException") >= 1);
+    assert_true(cdc_count_in_file(fx->log, "Timeout was reached") >= 1);
+    assert_true(st.deduplicated > 0);
 }
 
 static bool is_bad_version(long id, long v)

@@ -14,8 +14,10 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sink/sigv4.h"
 
@@ -247,6 +249,85 @@ static void credentials_file_errors_name_the_profile(void **state)
                         "profile \"broken\" in /x/credentials has no aws_secret_access_key");
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void clear_aws_env(void)
+{
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_SESSION_TOKEN");
+    unsetenv("AWS_PROFILE");
+    unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+}
+
+/* A configured file first, else the environment's keys, else its file; a changed file is read
+ * again. */
+static void credentials_source_order_and_reload(void **state)
+{
+    (void)state;
+    clear_aws_env();
+    char dir[] = "/tmp/sp-sigv4-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/credentials", dir);
+    write_text(path, "[default]\naws_access_key_id = A\naws_secret_access_key = B\n");
+    struct sp_aws_creds_src cs;
+    struct sp_err err;
+    sp_err_clear(&err);
+    setenv("AWS_ACCESS_KEY_ID", "ENVKEY", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+    assert_int_equal(sp_aws_creds_src_init(&cs, path, NULL, &err), 0);
+    char want[96];
+    snprintf(want, sizeof(want), "%s, profile \"default\"", path);
+    assert_string_equal(cs.origin, want);
+    assert_int_equal(sp_aws_creds_src_load(&cs, false, &err), 0);
+    assert_string_equal(cs.creds.access_key_id, "A");
+    write_text(path, "[default]\naws_access_key_id = AA\naws_secret_access_key = BB\n");
+    assert_int_equal(sp_aws_creds_src_load(&cs, false, &err), 1);
+    assert_string_equal(cs.creds.access_key_id, "AA");
+    assert_int_equal(sp_aws_creds_src_load(&cs, false, &err), 0);
+    unlink(path);
+    assert_true(sp_aws_creds_src_load(&cs, false, &err) < 0);
+    assert_string_equal(cs.creds.access_key_id, "AA"); /* the previous keys stay */
+    sp_aws_creds_src_fini(&cs);
+
+    setenv("AWS_SESSION_TOKEN", "envtoken", 1);
+    assert_int_equal(sp_aws_creds_src_init(&cs, NULL, NULL, &err), 0);
+    assert_string_equal(cs.origin, "the environment");
+    assert_int_equal(sp_aws_creds_src_load(&cs, false, &err), 0);
+    assert_string_equal(cs.creds.access_key_id, "ENVKEY");
+    assert_string_equal(cs.creds.secret_access_key, "envsecret");
+    assert_string_equal(cs.creds.session_token, "envtoken");
+    sp_aws_creds_src_fini(&cs);
+
+    clear_aws_env();
+    write_text(path, "[ci]\naws_access_key_id = CI\naws_secret_access_key = S\n");
+    setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    setenv("AWS_PROFILE", "ci", 1);
+    assert_int_equal(sp_aws_creds_src_init(&cs, NULL, NULL, &err), 0);
+    assert_int_equal(sp_aws_creds_src_load(&cs, false, &err), 0);
+    assert_string_equal(cs.creds.access_key_id, "CI");
+    sp_aws_creds_src_fini(&cs);
+
+    clear_aws_env();
+    char *home = getenv("HOME") != NULL ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", dir, 1);
+    assert_int_equal(sp_aws_creds_src_init(&cs, NULL, NULL, &err), SP_EINVAL);
+    assert_string_equal(err.msg, "no AWS credentials");
+    if (home != NULL) {
+        setenv("HOME", home, 1);
+        free(home);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +341,7 @@ int main(void)
         cmocka_unit_test(header_names_and_values_are_canonicalised),
         cmocka_unit_test(credentials_file_profiles),
         cmocka_unit_test(credentials_file_errors_name_the_profile),
+        cmocka_unit_test(credentials_source_order_and_reload),
     };
     return cmocka_run_group_tests_name("sigv4", tests, NULL, NULL);
 }
