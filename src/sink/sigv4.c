@@ -60,9 +60,7 @@ void sp_sigv4_signing_key(const char *secret, const char *date, const char *regi
                           const char *service, uint8_t *out)
 {
     size_t slen = strlen(secret);
-    char *k = sp_xmalloc(slen + 5);
-    memcpy(k, "AWS4", 4);
-    memcpy(k + 4, secret, slen + 1);
+    char *k = sp_xasprintf("AWS4%s", secret);
     uint8_t a[SP_SHA256_LEN];
     uint8_t b[SP_SHA256_LEN];
     sp_hmac_sha256(k, slen + 4, date, strlen(date), a);
@@ -228,24 +226,22 @@ static void sv_put_trimmed(struct sp_buf *out, const char *v)
     }
 }
 
-void sp_sigv4_canonical_request(const struct sp_sigv4_req *rq, struct sp_buf *out,
-                                struct sp_buf *signed_headers)
+static char *sv_lower(const char *s)
 {
-    sp_buf_reset(out);
-    sp_buf_reset(signed_headers);
-    sp_buf_puts(out, rq->method);
-    sp_buf_putc(out, '\n');
-    const char *path = rq->path != NULL && rq->path[0] != '\0' ? rq->path : "/";
-    sv_encode(out, path, strlen(path), true);
-    sp_buf_putc(out, '\n');
-    sp_sigv4_canonical_query(rq->query, out);
-    sp_buf_putc(out, '\n');
+    char *r = sp_xstrdup(s);
+    for (char *c = r; *c != '\0'; c++) {
+        *c = (char)tolower((unsigned char)*c);
+    }
+    return r;
+}
+
+/* The canonical header lines (without the last newline) into out, their names into signed. */
+static void sv_canonical_headers(const struct sp_sigv4_req *rq, struct sp_buf *out,
+                                 struct sp_buf *signed_headers)
+{
     struct sv_hdr *h = sp_xcalloc(rq->nheaders ? rq->nheaders : 1, sizeof(*h));
     for (size_t i = 0; i < rq->nheaders; i++) {
-        h[i].name = sp_xstrdup(rq->headers[i].name);
-        for (char *c = h[i].name; *c != '\0'; c++) {
-            *c = (char)tolower((unsigned char)*c);
-        }
+        h[i].name = sv_lower(rq->headers[i].name);
         h[i].value = rq->headers[i].value != NULL ? rq->headers[i].value : "";
         h[i].idx = i;
     }
@@ -269,6 +265,21 @@ void sp_sigv4_canonical_request(const struct sp_sigv4_req *rq, struct sp_buf *ou
         free(h[i].name);
     }
     free(h);
+}
+
+void sp_sigv4_canonical_request(const struct sp_sigv4_req *rq, struct sp_buf *out,
+                                struct sp_buf *signed_headers)
+{
+    sp_buf_reset(out);
+    sp_buf_reset(signed_headers);
+    sp_buf_puts(out, rq->method);
+    sp_buf_putc(out, '\n');
+    const char *path = rq->path != NULL && rq->path[0] != '\0' ? rq->path : "/";
+    sv_encode(out, path, strlen(path), true);
+    sp_buf_putc(out, '\n');
+    sp_sigv4_canonical_query(rq->query, out);
+    sp_buf_putc(out, '\n');
+    sv_canonical_headers(rq, out, signed_headers);
     sp_buf_puts(out, "\n\n");
     sp_buf_append(out, signed_headers->data != NULL ? signed_headers->data : "",
                   signed_headers->len);
@@ -430,7 +441,7 @@ int sp_aws_creds_parse(const char *text, size_t len, const char *profile, const 
 
 /* ---- where the credentials come from ---- */
 
-#define SV_CREDS_MAX (1024 * 1024)
+#define SV_CREDS_MAX ((size_t)1024 * 1024)
 
 static const char *sv_env(const char *name)
 {

@@ -61,7 +61,7 @@
 #define SQS_IDLE_POLL_MS  5 /* poll's wait when nothing is in flight */
 #define SQS_DETAIL_MAX    300
 #define SQS_ID_MAX        128 /* MessageGroupId, MessageDeduplicationId */
-#define SQS_RESP_MAX      (4 * 1024 * 1024)
+#define SQS_RESP_MAX      ((size_t)4 * 1024 * 1024)
 #define SQS_ENTRIES_LIMIT 10 /* SendMessageBatch's limit */
 
 enum sqs_fifo { SQS_FIFO_AUTO = 0, SQS_FIFO_TRUE, SQS_FIFO_FALSE };
@@ -325,8 +325,9 @@ static int sqs_state_new(struct sp_sink *sk, struct sqs_state **out, struct sp_e
     }
     pthread_once(&sqs_curl_once, sqs_curl_init);
     if (sqs_curl_init_rc != CURLE_OK) {
-        return sp_err_set(err, SP_EIO, "libcurl could not be initialised: %s",
-                          curl_easy_strerror(sqs_curl_init_rc));
+        sp_err_set(err, SP_EIO, "libcurl could not be initialised: %s",
+                   curl_easy_strerror(sqs_curl_init_rc));
+        return SP_EIO;
     }
     struct sqs_state *st = sp_xcalloc(1, sizeof(*st));
     st->conf = conf;
@@ -403,7 +404,7 @@ static int sqs_state_new(struct sp_sink *sk, struct sqs_state **out, struct sp_e
     return 0;
 fail:
     sqs_state_free(st);
-    return rc;
+    return rc != 0 ? rc : SP_EINVAL;
 }
 
 /* ---- credentials ---- */
@@ -551,9 +552,9 @@ static void sqs_error_parse(const struct sqs_http *h, struct sqs_error *out)
         }
     } else {
         size_t n = h->resp.len < SQS_DETAIL_MAX ? h->resp.len : SQS_DETAIL_MAX;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && h->resp.data != NULL; i++) {
             char c = h->resp.data[i];
-            out->message[i] = c == '\n' || c == '\r' ? ' ' : c;
+            out->message[i] = (char)(c == '\n' || c == '\r' ? ' ' : c);
         }
     }
     if (out->message[0] == '\0') {
@@ -629,6 +630,7 @@ static const char sqs_auth_hint[] =
 /* GetQueueUrl, synchronously: the queue's URL into *url (malloc'd). */
 static int sqs_get_queue_url(struct sqs_state *st, char **url, struct sp_err *err)
 {
+    *url = NULL;
     struct sp_buf body;
     sp_buf_init(&body);
     sp_buf_puts(&body, "{\"QueueName\":");
@@ -645,10 +647,12 @@ static int sqs_get_queue_url(struct sqs_state *st, char **url, struct sp_err *er
     CURL *e = curl_easy_init();
     int rc = 0;
     if (e == NULL) {
-        rc = sp_err_set(err, SP_EIO, "libcurl could not make a request handle");
+        sp_err_set(err, SP_EIO, "libcurl could not make a request handle");
+        rc = SP_EIO;
         goto out;
     }
-    if ((rc = sqs_easy_prepare(st, e, "GetQueueUrl", &body, &h, &hdrs, err)) != 0) {
+    if (sqs_easy_prepare(st, e, "GetQueueUrl", &body, &h, &hdrs, err) != 0) {
+        rc = err->code != 0 ? err->code : SP_EINVAL;
         goto out;
     }
     CURLcode cc = curl_easy_perform(e);
@@ -658,8 +662,9 @@ static int sqs_get_queue_url(struct sqs_state *st, char **url, struct sp_err *er
     struct sp_json_span v;
     struct sp_json_span resp = {h.resp.data != NULL ? h.resp.data : "", h.resp.len};
     if (cc != CURLE_OK) {
-        rc = sp_err_set(err, SP_ECONN, "could not look up queue \"%s\": could not reach %s: %s",
-                        st->queue_name, st->endpoint, curl_easy_strerror(cc));
+        sp_err_set(err, SP_ECONN, "could not look up queue \"%s\": could not reach %s: %s",
+                   st->queue_name, st->endpoint, curl_easy_strerror(cc));
+        rc = SP_ECONN;
     } else if (status == 200) {
         struct sp_buf u;
         sp_buf_init(&u);
@@ -1134,6 +1139,44 @@ static void sqs_entry_text(struct sp_json_span entry, const char *name, struct s
 }
 
 /*
+ * A Failed entry of a SendMessageBatch answer: SenderFault true rejects the
+ * message for good, false gives it back. Returns 1 when it was given back.
+ */
+static size_t sqs_result_failed(struct sp_sink *sk, struct sqs_job *job, struct sqs_item *item,
+                                struct sp_json_span entry, struct sp_buf *tmp)
+{
+    struct sqs_state *st = sk->state;
+    struct sp_json_span sf;
+    bool sender =
+        sp_json_member(entry, "SenderFault", &sf) && sf.len == 4 && memcmp(sf.p, "true", 4) == 0;
+    struct sp_buf code;
+    struct sp_buf msg;
+    sp_buf_init(&code);
+    sp_buf_init(&msg);
+    sqs_entry_text(entry, "Code", &code, "no error code");
+    sqs_entry_text(entry, "Message", &msg, "no details");
+    size_t back = 0;
+    if (sender) {
+        sqs_reject(item->r, SP_EREJECTED, false, NULL,
+                   "sqs refused event %s for queue \"%s\": %s: %s", item->r->id, st->queue_name,
+                   code.data, msg.data);
+        item->done = true;
+        job->settled++;
+        sp_log_warn(&sk->log, "queue \"%s\": event %s refused (%s): %s", st->queue_name,
+                    item->r->id, code.data, msg.data);
+    } else {
+        sp_buf_reset(tmp);
+        sp_buf_printf(tmp, "sqs could not store event %s in queue \"%s\": %s: %s", item->r->id,
+                      st->queue_name, code.data, msg.data);
+        sqs_give_back(job, item, SP_ESERVER, NULL, tmp->data);
+        back = 1;
+    }
+    sp_buf_fini(&code);
+    sp_buf_fini(&msg);
+    return back;
+}
+
+/*
  * A 200 answer to SendMessageBatch: Successful and Failed entries. Returns
  * false when it is not such an answer (then nothing was decided).
  */
@@ -1155,11 +1198,7 @@ static bool sqs_results(struct sp_sink *sk, struct sqs_job *job)
         return false;
     }
     struct sp_buf tmp;
-    struct sp_buf code;
-    struct sp_buf msg;
     sp_buf_init(&tmp);
-    sp_buf_init(&code);
-    sp_buf_init(&msg);
     struct sp_json_iter it;
     struct sp_json_span v;
     if (has_ok && sp_json_iter_init(&it, ok, '[') == 0) {
@@ -1175,29 +1214,8 @@ static bool sqs_results(struct sp_sink *sk, struct sqs_job *job)
     if (has_failed && sp_json_iter_init(&it, failed, '[') == 0) {
         while (sp_json_iter_next(&it, NULL, &v) == 1) {
             long idx = sqs_entry_index(job, v, &tmp);
-            if (idx < 0) {
-                continue;
-            }
-            struct sqs_item *item = &job->items[idx];
-            struct sp_json_span sf;
-            bool sender = sp_json_member(v, "SenderFault", &sf) && sf.len == 4 &&
-                          memcmp(sf.p, "true", 4) == 0;
-            sqs_entry_text(v, "Code", &code, "no error code");
-            sqs_entry_text(v, "Message", &msg, "no details");
-            if (sender) {
-                sqs_reject(item->r, SP_EREJECTED, false, NULL,
-                           "sqs refused event %s for queue \"%s\": %s: %s", item->r->id,
-                           st->queue_name, code.data, msg.data);
-                item->done = true;
-                job->settled++;
-                sp_log_warn(&sk->log, "queue \"%s\": event %s refused (%s): %s", st->queue_name,
-                            item->r->id, code.data, msg.data);
-            } else {
-                sp_buf_reset(&tmp);
-                sp_buf_printf(&tmp, "sqs could not store event %s in queue \"%s\": %s: %s",
-                              item->r->id, st->queue_name, code.data, msg.data);
-                sqs_give_back(job, item, SP_ESERVER, NULL, tmp.data);
-                nback++;
+            if (idx >= 0) {
+                nback += sqs_result_failed(sk, job, &job->items[idx], v, &tmp);
             }
         }
     }
@@ -1218,8 +1236,6 @@ static bool sqs_results(struct sp_sink *sk, struct sqs_job *job)
     }
     job->nsent = 0;
     sp_buf_fini(&tmp);
-    sp_buf_fini(&code);
-    sp_buf_fini(&msg);
     return true;
 }
 
@@ -1429,7 +1445,7 @@ static int sqs_check(struct sp_sink *sk, struct sp_err *err)
     if (rc == 0) {
         rc = sqs_get_queue_url(st, &url, err);
     }
-    if (rc == 0 && st->queue_url != NULL && strcmp(url, st->queue_url) != 0) {
+    if (rc == 0 && url != NULL && st->queue_url != NULL && strcmp(url, st->queue_url) != 0) {
         sp_log_warn(&sk->log, "queue_url is %s, but SQS names the queue's URL %s", st->queue_url,
                     url);
     }

@@ -268,8 +268,8 @@ static size_t check_messages(struct fixture *fx, int nkeys, int rounds, bool fif
 {
     struct sp_sqs_msg *m;
     size_t n = sp_sqs_server_messages(fx->srv, fx->queue, &m);
-    long *last = malloc((size_t)(nkeys + 1) * sizeof(*last));
-    long *count = calloc((size_t)(nkeys + 1), sizeof(*count));
+    long *last = malloc(((size_t)nkeys + 1) * sizeof(*last));
+    long *count = calloc((size_t)nkeys + 1, sizeof(*count));
     for (int k = 0; k <= nkeys; k++) {
         last[k] = -1;
     }

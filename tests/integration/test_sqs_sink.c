@@ -302,7 +302,8 @@ static void start_errors_say_what_is_missing(void **state)
     run_stop(&rn);
 
     /* No credentials anywhere: HOME without ~/.aws/credentials. */
-    char *home = getenv("HOME") != NULL ? strdup(getenv("HOME")) : NULL;
+    const char *home_env = getenv("HOME");
+    char *home = home_env != NULL ? strdup(home_env) : NULL;
     run_config(&rn, "    queue: q\n    region: " REGION "\n");
     setenv("HOME", rn.tmp, 1);
     open_fails(&rn, "no AWS credentials", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");

@@ -31,10 +31,10 @@
 
 #define SQSS_MAX_QUEUES    8
 #define SQSS_DEDUP_BUCKETS 8192
-#define SQSS_DEDUP_MS      (5 * 60 * 1000)
-#define SQSS_MAX_BODY      (8u * 1024 * 1024)
+#define SQSS_DEDUP_MS      ((int64_t)5 * 60 * 1000)
+#define SQSS_MAX_BODY      ((size_t)8 * 1024 * 1024)
 #define SQSS_MSG_MAX       262144
-#define SQSS_SKEW_S        (15 * 60)
+#define SQSS_SKEW_S        (15L * 60)
 
 struct sqss_dedup {
     struct sqss_dedup *next;
@@ -224,7 +224,7 @@ static const char *sqss_check_signature(struct sp_sqs_server *s, struct MHD_Conn
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
     if (type == NULL && (strptime(date, "%Y%m%dT%H%M%SZ", &tm) == NULL ||
-                         llabs((long long)(timegm(&tm) - time(NULL))) > SQSS_SKEW_S)) {
+                         llabs((long long)(timegm(&tm) - time(NULL))) > (long long)SQSS_SKEW_S)) {
         *msg = "Signature expired: the request's X-Amz-Date is more than 15 minutes off.";
         type = "SignatureDoesNotMatch";
     }
@@ -417,9 +417,12 @@ static void sqss_md5_hex(const char *p, size_t n, char *out)
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_Digest(p, n, md, &len, EVP_md5(), NULL);
-    for (unsigned i = 0; i < len; i++) {
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
     }
+    out[(size_t)len * 2] = '\0';
 }
 
 /* Under s->mu: the deduplication entry of id in q within the window, or NULL. */
@@ -477,6 +480,67 @@ static void sqss_failed(struct sp_buf *failed, const char *id, bool sender, cons
                   code);
     sp_buf_put_json_str(failed, message, strlen(message));
     sp_buf_putc(failed, '}');
+}
+
+/* Under s->mu: the outcome of entry x of a batch for q, appended to ok or failed. */
+static void sqss_entry_outcome(struct sp_sqs_server *s, struct sqss_queue *q, struct sqss_entry *x,
+                               int64_t now, struct sp_buf *ok, struct sp_buf *failed)
+{
+    const char *body = x->body.data != NULL ? x->body.data : "";
+    if (x->body.len == 0 || x->size > SQSS_MSG_MAX) {
+        sqss_failed(failed, x->id, true, "InvalidParameterValue",
+                    "One or more parameters are invalid. Reason: Message must be shorter "
+                    "than 262144 bytes and not empty.");
+        s->stats.failed_sender++;
+        return;
+    }
+    if (q->fifo && (x->group == NULL || x->dedup == NULL)) {
+        sqss_failed(failed, x->id, true, "MissingParameter",
+                    "The request must contain the parameters MessageGroupId and "
+                    "MessageDeduplicationId.");
+        s->stats.failed_sender++;
+        return;
+    }
+    if (!q->fifo && (x->group != NULL || x->dedup != NULL)) {
+        sqss_failed(failed, x->id, true, "InvalidParameterValue",
+                    "The request include parameter that is not valid for this queue type.");
+        s->stats.failed_sender++;
+        return;
+    }
+    if (s->reject_needle != NULL && strstr(body, s->reject_needle) != NULL) {
+        sqss_failed(failed, x->id, true, s->reject_code, s->reject_message);
+        s->stats.failed_sender++;
+        return;
+    }
+    s->entries_seen++;
+    if (s->fail_every > 0 && s->entries_seen % (uint64_t)s->fail_every == 0) {
+        sqss_failed(failed, x->id, false, "InternalError",
+                    "We encountered an internal error. Please try again.");
+        s->stats.failed_retry++;
+        return;
+    }
+    char msg_id[40];
+    struct sqss_dedup *d = q->fifo ? sqss_dedup_find(q, x->dedup, now) : NULL;
+    if (d != NULL) {
+        snprintf(msg_id, sizeof(msg_id), "%s", d->message_id);
+        s->stats.deduplicated++;
+    } else {
+        snprintf(msg_id, sizeof(msg_id), "00000000-0000-4000-8000-%012llu",
+                 (unsigned long long)++s->msg_ids);
+        if (q->fifo) {
+            sqss_dedup_add(q, x->dedup, now, msg_id);
+        }
+        sqss_store(s, q, x);
+    }
+    char md5[40];
+    sqss_md5_hex(body, strlen(body), md5);
+    sp_buf_printf(ok, "%s{\"Id\":", ok->len > 0 ? "," : "");
+    sp_buf_put_json_str(ok, x->id, strlen(x->id));
+    sp_buf_printf(ok, ",\"MessageId\":\"%s\",\"MD5OfMessageBody\":\"%s\"", msg_id, md5);
+    if (q->fifo) {
+        sp_buf_printf(ok, ",\"SequenceNumber\":\"%020llu\"", (unsigned long long)s->seq);
+    }
+    sp_buf_putc(ok, '}');
 }
 
 static enum MHD_Result sqss_send_batch(struct sp_sqs_server *s, struct MHD_Connection *c,
@@ -560,62 +624,7 @@ static enum MHD_Result sqss_send_batch(struct sp_sqs_server *s, struct MHD_Conne
     }
     s->stats.same_group += same_group;
     for (int i = 0; i < n; i++) {
-        struct sqss_entry *x = &e[i];
-        const char *body = x->body.data != NULL ? x->body.data : "";
-        if (x->body.len == 0 || x->size > SQSS_MSG_MAX) {
-            sqss_failed(&failed, x->id, true, "InvalidParameterValue",
-                        "One or more parameters are invalid. Reason: Message must be shorter "
-                        "than 262144 bytes and not empty.");
-            s->stats.failed_sender++;
-            continue;
-        }
-        if (q->fifo && (x->group == NULL || x->dedup == NULL)) {
-            sqss_failed(&failed, x->id, true, "MissingParameter",
-                        "The request must contain the parameters MessageGroupId and "
-                        "MessageDeduplicationId.");
-            s->stats.failed_sender++;
-            continue;
-        }
-        if (!q->fifo && (x->group != NULL || x->dedup != NULL)) {
-            sqss_failed(&failed, x->id, true, "InvalidParameterValue",
-                        "The request include parameter that is not valid for this queue type.");
-            s->stats.failed_sender++;
-            continue;
-        }
-        if (s->reject_needle != NULL && strstr(body, s->reject_needle) != NULL) {
-            sqss_failed(&failed, x->id, true, s->reject_code, s->reject_message);
-            s->stats.failed_sender++;
-            continue;
-        }
-        s->entries_seen++;
-        if (s->fail_every > 0 && s->entries_seen % (uint64_t)s->fail_every == 0) {
-            sqss_failed(&failed, x->id, false, "InternalError",
-                        "We encountered an internal error. Please try again.");
-            s->stats.failed_retry++;
-            continue;
-        }
-        char msg_id[40];
-        struct sqss_dedup *d = q->fifo ? sqss_dedup_find(q, x->dedup, now) : NULL;
-        if (d != NULL) {
-            snprintf(msg_id, sizeof(msg_id), "%s", d->message_id);
-            s->stats.deduplicated++;
-        } else {
-            snprintf(msg_id, sizeof(msg_id), "00000000-0000-4000-8000-%012llu",
-                     (unsigned long long)++s->msg_ids);
-            if (q->fifo) {
-                sqss_dedup_add(q, x->dedup, now, msg_id);
-            }
-            sqss_store(s, q, x);
-        }
-        char md5[40];
-        sqss_md5_hex(body, strlen(body), md5);
-        sp_buf_printf(&ok, "%s{\"Id\":", ok.len > 0 ? "," : "");
-        sp_buf_put_json_str(&ok, x->id, strlen(x->id));
-        sp_buf_printf(&ok, ",\"MessageId\":\"%s\",\"MD5OfMessageBody\":\"%s\"", msg_id, md5);
-        if (q->fifo) {
-            sp_buf_printf(&ok, ",\"SequenceNumber\":\"%020llu\"", (unsigned long long)s->seq);
-        }
-        sp_buf_putc(&ok, '}');
+        sqss_entry_outcome(s, q, &e[i], now, &ok, &failed);
     }
     sqss_record(s, 200, NULL);
     pthread_mutex_unlock(&s->mu);

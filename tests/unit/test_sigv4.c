@@ -316,7 +316,8 @@ static void credentials_source_order_and_reload(void **state)
     sp_aws_creds_src_fini(&cs);
 
     clear_aws_env();
-    char *home = getenv("HOME") != NULL ? strdup(getenv("HOME")) : NULL;
+    const char *home_env = getenv("HOME");
+    char *home = home_env != NULL ? strdup(home_env) : NULL;
     setenv("HOME", dir, 1);
     assert_int_equal(sp_aws_creds_src_init(&cs, NULL, NULL, &err), SP_EINVAL);
     assert_string_equal(err.msg, "no AWS credentials");
