@@ -9,7 +9,8 @@
  * refused with SenderFault true and an oversized event in the dead-letter
  * file with the error; a wrong secret retried until the credentials file is
  * rotated; a SIGKILL mid-stream and a restart, after which FIFO
- * deduplication leaves each event once; a missing queue as a start error.
+ * deduplication leaves each event once; a missing queue as a start error and
+ * in `siphon check`.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -537,7 +538,24 @@ static void sigkill_and_restart_store_each_event_once(void **state)
     assert_true(st.deduplicated > 0);
 }
 
-/* A queue that does not exist stops siphon at start, naming the sink and the queue. */
+/* `siphon check -c cfg`: exit code; *out gets its output (malloc'd). */
+static int siphon_check(struct fixture *fx, char **out)
+{
+    char *path = sp_test_asprintf("%s.check.out", fx->cfg);
+    const char *argv[] = {sp_test_siphon_bin(), "check", "-c", fx->cfg, NULL};
+    struct sp_proc *p = sp_test_proc_start(argv, path, path);
+    int st = sp_test_proc_wait(p, WAIT_EXIT_MS);
+    sp_test_proc_free(p);
+    *out = sp_test_read_file(path, NULL);
+    assert_non_null(*out);
+    free(path);
+    return st;
+}
+
+/*
+ * A queue that does not exist stops siphon at start, naming the sink and the
+ * queue, and fails `siphon check`; once it exists, the check passes.
+ */
 static void missing_queue_is_a_start_error(void **state)
 {
     struct fixture *fx = *state;
@@ -558,6 +576,23 @@ static void missing_queue_is_a_start_error(void **state)
     free(log);
     assert_true(ok);
     assert_int_equal(sp_sqs_server_error_count(fx->srv, "QueueDoesNotExist"), 1);
+
+    char *out = NULL;
+    st = siphon_check(fx, &out);
+    ok = st != 0 && strstr(out, "[sink sqs \"bus\"] queue \"nothere.fifo\" does not exist") != NULL;
+    if (!ok) {
+        fprintf(stderr, "check: exit %d:\n%s\n", st, out);
+    }
+    free(out);
+    assert_true(ok);
+    sp_sqs_server_add_queue(fx->srv, "nothere.fifo");
+    st = siphon_check(fx, &out);
+    ok = st == 0 && strstr(out, "ok    [sink sqs \"bus\"] reachable") != NULL;
+    if (!ok) {
+        fprintf(stderr, "check: exit %d:\n%s\n", st, out);
+    }
+    free(out);
+    assert_true(ok);
 }
 
 int main(void)
