@@ -11,10 +11,11 @@
  * lanes send in parallel (curl multi). On a FIFO queue the message group
  * is the event's key and the deduplication id a hash of the source and the
  * event id, so a copy sent again (a retry, or a replay after a crash) within
- * SQS's five-minute window is stored once. A request never holds two
- * messages of one group: if one fails, none of its later messages has been
- * stored, and they are not sent in this batch either, so each group keeps
- * commit order.
+ * SQS's five-minute window is stored once. Once a record is given back,
+ * no later record of its key is sent in this batch (they go back with it);
+ * and on a FIFO queue a request never holds two messages of one group, so
+ * when one fails none of its later messages has been stored: each group
+ * keeps commit order.
  *
  * Outcomes:
  *   entry Successful               delivered;
