@@ -16,6 +16,7 @@ extern const struct sp_sink_ops sp_sink_nats;
 extern const struct sp_sink_ops sp_sink_kafka;
 extern const struct sp_sink_ops sp_sink_redis;
 extern const struct sp_sink_ops sp_sink_nakadi;
+extern const struct sp_sink_ops sp_sink_sqs;
 extern const struct sp_format_ops sp_format_json;
 extern const struct sp_format_ops sp_format_debezium;
 extern const struct sp_format_ops sp_format_nakadi;
@@ -33,8 +34,8 @@ const struct sp_source_ops *const sp_registry_sources[] = {
 };
 
 const struct sp_sink_ops *const sp_registry_sinks[] = {
-    &sp_sink_file, &sp_sink_kafka, &sp_sink_nakadi, &sp_sink_nats,
-    &sp_sink_null, &sp_sink_redis, &sp_sink_stdout, NULL,
+    &sp_sink_file,  &sp_sink_kafka, &sp_sink_nakadi, &sp_sink_nats, &sp_sink_null,
+    &sp_sink_redis, &sp_sink_sqs,   &sp_sink_stdout, NULL,
 };
 
 const struct sp_format_ops *const sp_registry_formats[] = {
@@ -46,7 +47,7 @@ const struct sp_format_ops *const sp_registry_formats[] = {
 
 /* Flow types by the key of a `flows:` item. */
 const struct sp_flow_ops *const sp_registry_flows[] = {
-    &sp_flow_filter, &sp_flow_select,      &sp_flow_mask, &sp_flow_route,
+    &sp_flow_filter, &sp_flow_select,      &sp_flow_mask,   &sp_flow_route,
     &sp_flow_outbox, &sp_flow_transaction, &sp_flow_script, NULL,
 };
 
