@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * FabricEventStream resources run by siphon against PostgreSQL 15 and the
- * Nakadi test server (tests/lib/nakadi_server.c): the spec digest's
- * resource and a data-event resource, in one file of two `---` documents,
+ * FabricEventStream resources run by siphon against PostgreSQL 15, the
+ * Nakadi test server (tests/lib/nakadi_server.c) and the SQS test server
+ * (tests/lib/sqs_server.c): the spec digest's resource as written (SQS dead
+ * letters) and a resource with a data event stream and an audit stream
+ * (Nakadi's default dead-letter event type), in one file of two documents,
  * credentials from the documented secret variables, outbox rows written
  * with business rows in the same transaction (a rolled-back transaction
  * delivers nothing), the JSONPath filter, a rejected event in the default
@@ -24,19 +26,23 @@
 #include "integration/cdc_helpers.h"
 #include "lib/harness.h"
 #include "lib/nakadi_server.h"
+#include "lib/sqs_server.h"
 
 #define WAIT_START_MS  60000
 #define WAIT_EVENTS_MS 120000
 
 #define BUSINESS_TYPE "my-important-business-events"
-#define DEAD_TYPE     "my-important-business-events-dead-letter-queue"
+#define DEAD_QUEUE    "my-dead-letter-queue"
 #define DATA_TYPE     "shop.order-changed"
+#define AUDIT_TYPE    "shop.audit"
+#define DEAD_TYPE     "shop.audit-dead-letter-queue"
 
 struct fixture {
     struct sp_pg *pg;
     PGconn *conn;
     char *tmp;
     struct sp_nk_server *srv;
+    struct sp_sqs_server *sqs;
     struct sp_proc *proc;
     char *cfg;
     char *log;
@@ -52,6 +58,7 @@ static int group_setup(void **state)
     fx->pg = sp_test_pg_start(&opts);
     fx->conn = sp_test_pg_connect(fx->pg);
     fx->srv = sp_nk_server_start();
+    fx->sqs = sp_sqs_server_start("eu-central-1", "AKIDFESTEST", "fes-test-secret");
     fx->cfg = sp_test_asprintf("%s/fes.yaml", fx->tmp);
     fx->log = sp_test_asprintf("%s/siphon.log", fx->tmp);
     return 0;
@@ -68,6 +75,7 @@ static int group_teardown(void **state)
         sp_test_proc_free(fx->proc);
     }
     sp_nk_server_stop(fx->srv);
+    sp_sqs_server_stop(fx->sqs);
     PQfinish(fx->conn);
     sp_test_pg_stop(fx->pg);
     sp_test_tmpdir_cleanup(fx->tmp);
@@ -78,78 +86,89 @@ static int group_teardown(void **state)
 }
 
 /*
- * The spec digest's resource with every field as written there, except
- * the jdbcUrl's host, port and TLS parameters (the test server's) and the
- * recovery sink (the operator's default dead-letter event type; the SQS
- * form is in test_sqs), then a second resource with the data event flow.
+ * The spec digest's resource exactly as written there, but for the
+ * jdbcUrl's host, port, database and TLS parameters (the test server's);
+ * then a second resource: a data event stream and an audit stream whose
+ * dead letters go to the operator's default Nakadi event type.
  */
 static void write_resources(struct fixture *fx)
 {
     int port = sp_test_pg_port(fx->pg);
-    sp_test_write_file(fx->cfg,
-                       "apiVersion: zalando.org/v1\n"
-                       "kind: FabricEventStream\n"
-                       "metadata:\n"
-                       "  name: my-app-streams\n"
-                       "spec:\n"
-                       "  applicationId: my-application\n"
-                       "  eventStreams:\n"
-                       "    - source:\n"
-                       "        type: PostgresLogicalReplication\n"
-                       "        schema: public\n"
-                       "        table:\n"
-                       "          name: my_events_outbox\n"
-                       "          idColumn: id\n"
-                       "        filter: \"[?(@.OldImage.Status.Id != @.NewImage.Status.Id)]\"\n"
-                       "        jdbcConnection:\n"
-                       "          jdbcUrl: "
-                       "\"jdbc:postgresql://127.0.0.1:%d/postgres?ssl=false&ApplicationName=fes\"\n"
-                       "          slotName: fes\n"
-                       "          publicationName: fes_pub\n"
-                       "          pluginType: pgoutput\n"
-                       "          databaseAuthentication:\n"
-                       "            type: DatabaseAuthenticationSecret\n"
-                       "            name: my-db-secret\n"
-                       "            userKey: username\n"
-                       "            passwordKey: password\n"
-                       "      flow:\n"
-                       "        type: PostgresWalToGenericNakadiEvent\n"
-                       "        payloadColumn: my_event_payload\n"
-                       "      sink:\n"
-                       "        type: Nakadi\n"
-                       "        eventType: " BUSINESS_TYPE "\n"
-                       "        maxBatchSize: 100\n"
-                       "      recovery:\n"
-                       "        type: DeadLetter\n"
-                       "---\n"
-                       "apiVersion: zalando.org/v1\n"
-                       "kind: FabricEventStream\n"
-                       "metadata:\n"
-                       "  name: shop\n"
-                       "spec:\n"
-                       "  applicationId: shop\n"
-                       "  eventStreams:\n"
-                       "    - source:\n"
-                       "        type: PostgresLogicalReplication\n"
-                       "        table: {name: order_events}\n"
-                       "        jdbcConnection:\n"
-                       "          jdbcUrl: "
-                       "\"jdbc:postgresql://127.0.0.1:%d/postgres?ssl=false&ApplicationName=fes\"\n"
-                       "          slotName: fes\n"
-                       "          publicationName: fes_pub\n"
-                       "          databaseAuthentication:\n"
-                       "            type: DatabaseAuthenticationSecret\n"
-                       "            name: my-db-secret\n"
-                       "            userKey: username\n"
-                       "            passwordKey: password\n"
-                       "      flow:\n"
-                       "        type: PostgresWalToNakadiDataEvent\n"
-                       "      sink:\n"
-                       "        type: Nakadi\n"
-                       "        eventType: " DATA_TYPE "\n"
-                       "      recovery:\n"
-                       "        type: Ignore\n",
-                       port, port);
+    sp_test_write_file(
+        fx->cfg,
+        "apiVersion: zalando.org/v1\n"
+        "kind: FabricEventStream\n"
+        "metadata:\n"
+        "  name: my-app-streams\n"
+        "spec:\n"
+        "  applicationId: my-application\n"
+        "  eventStreams:\n"
+        "    - source:\n"
+        "        type: PostgresLogicalReplication\n"
+        "        schema: public                    # default \"public\"\n"
+        "        table:\n"
+        "          name: my_events_outbox\n"
+        "          idColumn: id                    # default \"id\"\n"
+        "        filter: \"[?(@.OldImage.Status.Id != @.NewImage.Status.Id)]\"   # optional, "
+        "JSONPath\n"
+        "        jdbcConnection:\n"
+        "          jdbcUrl: \"jdbc:postgresql://127.0.0.1:%d/postgres?user=u&ssl=false\"\n"
+        "          slotName: fes                   # operator prefix \"fes\"\n"
+        "          publicationName: fes_pub        # optional\n"
+        "          pluginType: pgoutput            # optional\n"
+        "          databaseAuthentication:\n"
+        "            type: DatabaseAuthenticationSecret\n"
+        "            name: my-db-secret            # Kubernetes secret\n"
+        "            userKey: username\n"
+        "            passwordKey: password\n"
+        "      flow:\n"
+        "        type: PostgresWalToGenericNakadiEvent\n"
+        "        payloadColumn: my_event_payload   # default \"payload\"\n"
+        "      sink:\n"
+        "        type: Nakadi                      # or SqsStandard, SqsFifo\n"
+        "        eventType: my-important-business-events\n"
+        "        maxBatchSize: 100                 # optional\n"
+        "        queueName: my-queue               # SQS sinks\n"
+        "      recovery:\n"
+        "        type: DeadLetter                  # DeadLetter | Ignore | None\n"
+        "        sink:\n"
+        "          type: SqsStandard\n"
+        "          queueName: my-dead-letter-queue\n"
+        "---\n"
+        "apiVersion: zalando.org/v1\n"
+        "kind: FabricEventStream\n"
+        "metadata:\n"
+        "  name: shop\n"
+        "spec:\n"
+        "  applicationId: shop\n"
+        "  eventStreams:\n"
+        "    - source:\n"
+        "        type: PostgresLogicalReplication\n"
+        "        table: {name: order_events}\n"
+        "        jdbcConnection: &conn\n"
+        "          jdbcUrl: \"jdbc:postgresql://127.0.0.1:%d/postgres?user=u&ssl=false\"\n"
+        "          slotName: fes\n"
+        "          publicationName: fes_pub\n"
+        "          databaseAuthentication:\n"
+        "            type: DatabaseAuthenticationSecret\n"
+        "            name: my-db-secret\n"
+        "            userKey: username\n"
+        "            passwordKey: password\n"
+        "      flow:\n"
+        "        type: PostgresWalToNakadiDataEvent\n"
+        "      sink:\n"
+        "        type: Nakadi\n"
+        "        eventType: " DATA_TYPE "\n"
+        "      recovery:\n"
+        "        type: Ignore\n"
+        "    - source:\n"
+        "        type: PostgresLogicalReplication\n"
+        "        table: {name: audit_outbox}\n"
+        "        jdbcConnection: *conn\n"
+        "      flow: {type: PostgresWalToGenericNakadiEvent}\n"
+        "      sink: {type: Nakadi, eventType: " AUDIT_TYPE "}\n"
+        "      recovery: {type: DeadLetter}\n",
+        port, port);
 }
 
 static void start(struct fixture *fx)
@@ -178,6 +197,18 @@ static bool count_reached(void *ctx)
 {
     struct count_wait *w = ctx;
     return sp_nk_server_count(w->fx->srv, w->type) >= w->n;
+}
+
+struct sqs_wait {
+    struct fixture *fx;
+    const char *queue;
+    size_t n;
+};
+
+static bool sqs_reached(void *ctx)
+{
+    struct sqs_wait *w = ctx;
+    return sp_sqs_server_count(w->fx->sqs, w->queue) >= w->n;
 }
 
 static void wait_count(struct fixture *fx, const char *type, size_t n)
@@ -219,18 +250,28 @@ static void resources_run(void **state)
                 " my_event_payload jsonb NOT NULL);"
                 "CREATE TABLE order_events (id bigserial PRIMARY KEY, data_type text,"
                 " data_op text, metadata jsonb, data jsonb);"
+                "CREATE TABLE audit_outbox (id bigserial PRIMARY KEY, payload jsonb);"
+                "ALTER TABLE audit_outbox OWNER TO fes_user;"
                 "GRANT SELECT ON ALL TABLES IN SCHEMA public TO fes_user;"
                 "ALTER TABLE my_events_outbox OWNER TO fes_user;"
                 "ALTER TABLE order_events OWNER TO fes_user;"
                 "GRANT CREATE ON DATABASE postgres TO fes_user");
     sp_nk_server_add_type(fx->srv, BUSINESS_TYPE, "business", 4, false, "order_id");
-    /* A business event type: dead letters get metadata too. */
-    sp_nk_server_add_type(fx->srv, DEAD_TYPE, "business", 1, false, NULL);
     sp_nk_server_add_type(fx->srv, DATA_TYPE, "data", 4, false, "data.id");
+    /* Audit events are refused for good (403); their dead letters, in a business event type,
+     * need metadata, which the sink adds. */
+    sp_nk_server_add_type(fx->srv, AUDIT_TYPE, "business", 1, false, NULL);
+    sp_nk_server_forbid(fx->srv, AUDIT_TYPE);
+    sp_nk_server_add_type(fx->srv, DEAD_TYPE, "business", 1, false, NULL);
     sp_nk_server_reject_matching_in(fx->srv, BUSINESS_TYPE, "\"poison\"",
                                     "#/kind: poison is not allowed");
+    sp_sqs_server_add_queue(fx->sqs, DEAD_QUEUE);
     write_resources(fx);
     setenv("SIPHON_NAKADI_URL", sp_nk_server_url(fx->srv), 1);
+    setenv("AWS_REGION", "eu-central-1", 1);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDFESTEST", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "fes-test-secret", 1);
+    setenv("AWS_ENDPOINT_URL_SQS", sp_sqs_server_url(fx->sqs), 1);
     setenv("SIPHON_SECRET_MY_DB_SECRET_USERNAME", "fes_user", 1);
     setenv("SIPHON_SECRET_MY_DB_SECRET_PASSWORD", "pw", 1);
 
@@ -245,19 +286,19 @@ static void resources_run(void **state)
     }
     assert_int_equal(st, 0);
     assert_int_equal(cdc_count_in_file(check_log, "FabricEventStream resources translated"), 1);
-    assert_int_equal(cdc_count_in_file(check_log, "kind: fes_generic"), 1);
+    assert_int_equal(cdc_count_in_file(check_log, "kind: fes_generic"), 2);
+    assert_int_equal(cdc_count_in_file(check_log, "queue: " DEAD_QUEUE), 1);
     assert_int_equal(cdc_count_in_file(check_log, "kind: fes_data"), 1);
     assert_int_equal(cdc_count_in_file(check_log, "event_type: \"" DEAD_TYPE "\""), 1);
     assert_int_equal(cdc_count_in_file(check_log, "password"), 0);
     assert_int_equal(cdc_count_in_file(check_log, "connection: \"****\""), 1);
-    assert_int_equal(cdc_count_in_file(check_log, "source: \"fes\""), 2);
+    assert_int_equal(cdc_count_in_file(check_log, "source: \"fes\""), 3);
     free(check_log);
 
     start(fx);
-    /* One slot for both resources, read by the secret's user with the URL's application name. */
-    assert_true(sp_test_sql_poll_until(fx->conn, "fes_user fes", 10000,
-                                       "SELECT string_agg(usename || ' ' || application_name, ',')"
-                                       " FROM pg_stat_replication"));
+    /* One slot for both resources, read by the secret's user. */
+    assert_true(sp_test_sql_poll_until(fx->conn, "fes_user", 10000,
+                                       "SELECT string_agg(usename, ',') FROM pg_stat_replication"));
     write_orders(fx, 1, 20);
     /* SIGKILL once they are published, before the position is confirmed: replayed, same eids. */
     wait_count(fx, BUSINESS_TYPE, 19);
@@ -281,8 +322,15 @@ static void resources_run(void **state)
     sp_test_sql(fx->conn, "DELETE FROM my_events_outbox WHERE id <= 3;"
                           "UPDATE order_events SET data_op = 'U' WHERE id = 4");
     write_orders(fx, 21, 30);
+    sp_test_sql(fx->conn, "INSERT INTO audit_outbox (payload) VALUES ('{\"audit\": 1}'),"
+                          " ('{\"audit\": 2}'), ('{\"audit\": 3}')");
     wait_count(fx, BUSINESS_TYPE, 29);
-    wait_count(fx, DEAD_TYPE, 1);
+    wait_count(fx, DEAD_TYPE, 3);
+    struct sqs_wait sw = {fx, DEAD_QUEUE, 1};
+    if (!sp_test_wait_until(sqs_reached, &sw, WAIT_EVENTS_MS)) {
+        cdc_print_log(fx->log);
+        fail_msg("no dead letter in the SQS queue");
+    }
     wait_count(fx, DATA_TYPE, 30);
     uint64_t end = cdc_current_lsn(fx->conn);
     assert_true(cdc_wait_confirmed(fx->conn, "fes", end, WAIT_EVENTS_MS));
@@ -321,21 +369,42 @@ static void resources_run(void **state)
     }
     sp_nk_events_free(ev, n);
 
-    /* The rejected one, in the dead-letter event type with the server's detail. */
-    n = sp_nk_server_events(fx->srv, DEAD_TYPE, &ev);
-    assert_true(n >= 1);
-    for (size_t i = 1; i < n; i++) {
-        assert_string_equal(ev[i].eid, ev[0].eid); /* the same dead letter again */
+    /* The rejected one, in the SQS dead-letter queue with Nakadi's detail. */
+    struct sp_sqs_msg *msgs = NULL;
+    size_t nm = sp_sqs_server_messages(fx->sqs, DEAD_QUEUE, &msgs);
+    assert_true(nm >= 1);
+    for (size_t i = 0; i < nm; i++) {
+        char *err = sp_test_json_get(msgs[i].body, "error");
+        char *payload = sp_test_json_get(msgs[i].body, "event.kind");
+        char *stream = sp_test_json_get(msgs[i].body, "stream");
+        assert_non_null(strstr(err, "poison is not allowed"));
+        assert_string_equal(payload, "poison");
+        assert_string_equal(stream, "my-app-streams.public.my_events_outbox");
+        free(err);
+        free(payload);
+        free(stream);
     }
-    char *err = sp_test_json_get(ev[0].json, "error");
-    char *payload = sp_test_json_get(ev[0].json, "event.kind");
-    char *stream = sp_test_json_get(ev[0].json, "stream");
-    assert_non_null(strstr(err, "poison is not allowed"));
-    assert_string_equal(payload, "poison");
-    assert_string_equal(stream, "my-app-streams.public.my_events_outbox");
-    free(err);
-    free(payload);
-    free(stream);
+    sp_sqs_msgs_free(msgs, nm);
+
+    /* The refused audit events, in the default dead-letter event type, with metadata. */
+    n = sp_nk_server_events(fx->srv, DEAD_TYPE, &ev);
+    assert_int_equal(n, 3);
+    int audits = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *audit = sp_test_json_get(ev[i].json, "event.audit");
+        char *stream = sp_test_json_get(ev[i].json, "stream");
+        char *occurred = sp_test_json_get(ev[i].json, "metadata.occurred_at");
+        audits |= 1 << atoi(audit); /* different keys: any order */
+        assert_string_equal(stream, "shop.public.audit_outbox");
+        assert_non_null(occurred);
+        for (size_t j = 0; j < i; j++) {
+            assert_string_not_equal(ev[i].eid, ev[j].eid);
+        }
+        free(audit);
+        free(stream);
+        free(occurred);
+    }
+    assert_int_equal(audits, 0xE);
     sp_nk_events_free(ev, n);
 
     /* Data events: data_op C, data_type from the row, the row's data; each row once per eid. */
