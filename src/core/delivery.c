@@ -50,7 +50,7 @@
  * thread wake-ups (to the delivery thread and back).
  */
 #define DL_FILL_MS 2
-#define DL_POLL_MS        100 /* longest poll of an asynchronous sink without a wake op */
+#define DL_POLL_MS 100 /* longest poll of an asynchronous sink without a wake op */
 
 const char *const sp_sink_retry_hold_names[] = {"key", "partition", NULL};
 
@@ -62,6 +62,14 @@ struct dl_batch {
     bool inflight;          /* held batches: handed to the sink */
     uint64_t ok_mark;       /* d->delivered when it last failed */
     int level;              /* held batches: backoff step, 1 after a split */
+    /*
+     * Held batches: the key hashes of their records, taken when they are held
+     * (under mu, while the records are theirs). Once a held batch is handed to
+     * the sink its records belong to the sink and then to the pipeline, which
+     * frees them before releasing the batch; its keys stay held from this copy.
+     */
+    uint32_t *hkeys;
+    size_t nhkeys;
 };
 
 /* Key hashes of the records in a partition's held batches (insert only; rebuilt on change). */
@@ -221,14 +229,32 @@ static void dl_keys_rebuild(struct dl_part *p)
     struct dl_keys *k = &p->keys;
     size_t recs = 0;
     for (struct dl_batch *hb = p->held; hb != NULL; hb = hb->hnext) {
-        recs += hb->b.count;
+        recs += hb->nhkeys;
     }
     dl_keys_reset(k, recs);
     for (struct dl_batch *hb = p->held; hb != NULL; hb = hb->hnext) {
-        for (struct sp_rec *r = hb->b.head; r != NULL; r = r->next) {
-            dl_keys_add(k, r->key_hash);
+        for (size_t i = 0; i < hb->nhkeys; i++) {
+            dl_keys_add(k, hb->hkeys[i]);
         }
     }
+}
+
+/* Takes db's key hashes (see struct dl_batch). Its records must be its own. */
+static void dl_snap_keys(struct dl_batch *db)
+{
+    free(db->hkeys);
+    db->hkeys = sp_xmalloc((db->b.count > 0 ? db->b.count : 1) * sizeof(*db->hkeys));
+    size_t n = 0;
+    for (const struct sp_rec *r = db->b.head; r != NULL; r = r->next) {
+        db->hkeys[n++] = r->key_hash;
+    }
+    db->nhkeys = n;
+}
+
+static void dl_batch_free(struct dl_batch *db)
+{
+    free(db->hkeys);
+    free(db);
 }
 
 /* ---- the ordered flow and held batches (under mu) ---- */
@@ -366,6 +392,10 @@ static void dl_hold_locked(struct sp_delivery *d, struct dl_batch *db)
     db->b.rc = 0;
     db->b.not_before_ms = sp_time_mono_ms() + wait;
     dl_log_retry(d, db, wait, how);
+    dl_snap_keys(db);
+    if (half != NULL) {
+        dl_snap_keys(half);
+    }
     dl_keys_rebuild(p);
     dl_kick_locked(d);
 }
@@ -508,7 +538,7 @@ static struct dl_batch *dl_pick_flow(struct dl_part *p, int64_t now, int64_t *wa
         }
         db->b.next = NULL;
         if (p->keys.n > 0 && dl_defer_held(p, db) == 0) {
-            free(db);
+            dl_batch_free(db);
             continue;
         }
         p->inflight = true;
@@ -703,7 +733,7 @@ void sp_delivery_release(struct sp_delivery *d, struct sp_batch *b)
     }
     dl_kick_locked(d);
     pthread_mutex_unlock(&d->mu);
-    free(db);
+    dl_batch_free(db);
 }
 
 static bool dl_rec_retriable(const struct sp_rec *r)
@@ -768,6 +798,7 @@ void sp_delivery_retry_failed(struct sp_delivery *d, struct sp_batch *b)
     int64_t wait = dl_backoff_ms(nb->level);
     nb->b.not_before_ms = sp_time_mono_ms() + wait;
     dl_log_retry(d, nb, wait, "; the rest of the batch was delivered, these keys wait");
+    dl_snap_keys(nb);
     dl_keys_rebuild(p);
     dl_kick_locked(d);
     pthread_mutex_unlock(&d->mu);
@@ -838,7 +869,7 @@ void sp_delivery_free(struct sp_delivery *d, void (*free_rec)(void *ctx, struct 
         while (db != NULL) {
             struct dl_batch *next = (struct dl_batch *)(void *)db->b.next;
             dl_free_recs(db->b.head, free_rec, ctx);
-            free(db);
+            dl_batch_free(db);
             db = next;
         }
         db = p->held;
@@ -847,7 +878,7 @@ void sp_delivery_free(struct sp_delivery *d, void (*free_rec)(void *ctx, struct 
             /* One the sink still holds is freed when it reports (sp_pipeline_free). */
             if (!db->inflight) {
                 dl_free_recs(db->b.head, free_rec, ctx);
-                free(db);
+                dl_batch_free(db);
             }
             db = next;
         }
