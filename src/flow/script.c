@@ -52,7 +52,8 @@
 #define SC_OID_FLOAT8       701
 
 /* Registry keys (addresses of these statics). */
-static const char sc_key_env = 0; /* the sandbox's global table */
+static const char sc_key_env = 0;      /* the sandbox's global table */
+static const char sc_key_event_mt = 0; /* the metatable of event tables */
 
 struct sp_script {
     lua_State *L;
@@ -65,6 +66,7 @@ struct sp_script {
     char chunk[96];  /* short source name as Lua prints it */
     int fn_ref;      /* registry ref of the function */
     struct sp_buf buf;
+    const struct sp_event *cur; /* the event of the call in progress, for event.source */
 };
 
 /* ---- allocator and budget ---- */
@@ -179,6 +181,8 @@ static const char *const sc_base_allowed[] = {
     "tostring", "type",   "xpcall", "_VERSION", NULL,
 };
 
+static int sc_event_index(lua_State *L);
+
 static int sc_setup(lua_State *L)
 {
     luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
@@ -192,6 +196,11 @@ static int sc_setup(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lua_pop(L, 1);
+
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sc_event_index);
+    lua_setfield(L, -2, "__index");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &sc_key_event_mt);
 
     lua_newtable(L); /* env */
     lua_pushglobaltable(L);
@@ -384,6 +393,42 @@ static void sc_set_int(lua_State *L, const char *name, lua_Integer v)
     lua_setfield(L, -2, name);
 }
 
+/* Pushes the source table of ev. */
+static void sc_push_source(lua_State *L, const struct sp_event *ev)
+{
+    const struct sp_relation *rel = ev->rel;
+    lua_createtable(L, 0, 10);
+    sc_set_str(L, "name", ev->source_name);
+    sc_set_str(L, "db", ev->db);
+    sc_set_str(L, "schema", rel != NULL ? rel->schema : "");
+    sc_set_str(L, "table", rel != NULL ? rel->table : (ev->msg_prefix ? ev->msg_prefix : ""));
+    sc_set_int(L, "lsn", (lua_Integer)ev->lsn);
+    sc_set_int(L, "commit_lsn", (lua_Integer)ev->commit_lsn);
+    sc_set_int(L, "txId", (lua_Integer)ev->xid);
+    sc_set_int(L, "ts_ms", (lua_Integer)(ev->commit_time_us / 1000));
+    sc_set_str(L, "snapshot", ev->snapshot != NULL ? ev->snapshot : "false");
+}
+
+/*
+ * __index of event tables: `source` is made on first use (most scripts never
+ * read it) and kept in the table. Once its call is over an event table has
+ * no metatable, so one kept by the script does not describe a later event.
+ */
+static int sc_event_index(lua_State *L)
+{
+    struct sp_script *s = *(struct sp_script **)lua_getextraspace(L);
+    if (s->cur == NULL || lua_type(L, 2) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, 2), "source") != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    sc_push_source(L, s->cur);
+    lua_pushliteral(L, "source");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
 /* Pushes a row table {col = value}; orig gets value per column index. */
 static int sc_push_row(lua_State *L, const struct sp_relation *rel, const struct sp_script_row *row,
                        int orig)
@@ -419,17 +464,9 @@ static int sc_push_event(struct sp_script *s, const struct sp_script_input *in, 
     lua_pushstring(L, ev->id_override != NULL ? ev->id_override : sp_event_id(ev, id));
     lua_setfield(L, SC_I_EVENT, "id");
 
-    lua_createtable(L, 0, 10);
-    sc_set_str(L, "name", ev->source_name);
-    sc_set_str(L, "db", ev->db);
-    sc_set_str(L, "schema", rel != NULL ? rel->schema : "");
-    sc_set_str(L, "table", rel != NULL ? rel->table : (ev->msg_prefix ? ev->msg_prefix : ""));
-    sc_set_int(L, "lsn", (lua_Integer)ev->lsn);
-    sc_set_int(L, "commit_lsn", (lua_Integer)ev->commit_lsn);
-    sc_set_int(L, "txId", (lua_Integer)ev->xid);
-    sc_set_int(L, "ts_ms", (lua_Integer)(ev->commit_time_us / 1000));
-    sc_set_str(L, "snapshot", ev->snapshot != NULL ? ev->snapshot : "false");
-    lua_setfield(L, SC_I_EVENT, "source");
+    /* event.source is built when the script first reads it (sc_event_index). */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &sc_key_event_mt);
+    lua_setmetatable(L, SC_I_EVENT);
 
     if (ev->op == SP_OP_MESSAGE) {
         lua_createtable(L, 0, 3);
@@ -1133,7 +1170,11 @@ static int sc_call_p(lua_State *L)
     lua_pushvalue(L, SC_I_FN);
     lua_pushvalue(L, SC_I_EVENT);
     sc_arm(s);
+    s->cur = c->in->ev;
     int st = lua_pcall(L, 1, 1, SC_I_MSGH);
+    s->cur = NULL;
+    lua_pushnil(L);
+    lua_setmetatable(L, SC_I_EVENT);
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         if (st == LUA_ERRMEM) {

@@ -455,6 +455,28 @@ static void sandbox_has_no_io_os_load_or_debug(void **state)
     assert_non_null(strstr(f->err.msg, "binary chunk"));
 }
 
+/* event.source is made when read; an event kept past its call has none (no stale values). */
+static void source_is_made_when_read(void **state)
+{
+    struct fx *f = *state;
+    fx_inline(f, "function transform(e)\n"
+                 "  assert(rawget(e, 'source') == nil)\n"
+                 "  if kept then\n"
+                 "    assert(kept.source == nil) -- not read in its own call: none later\n"
+                 "    assert(e.source.table == 'orders' and rawget(e, 'source') == e.source)\n"
+                 "  else\n"
+                 "    kept = e\n"
+                 "  end\n"
+                 "  return e\n"
+                 "end\n");
+    for (int i = 0; i < 2; i++) {
+        int rc = fx_call(f);
+        if (rc != 0) {
+            fail_msg("call %d: %s", i + 1, f->err.msg);
+        }
+    }
+}
+
 /* A function that renames one field, called many times: every call gives one event. */
 static void rename_runs_fast_enough(void **state)
 {
@@ -498,6 +520,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(memory_bomb_is_stopped_by_the_limit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(sandbox_has_no_io_os_load_or_debug, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(source_is_made_when_read, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(rename_runs_fast_enough, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("script", tests, NULL, NULL);
