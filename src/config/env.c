@@ -33,9 +33,7 @@ static bool env_valid_name(const char *s, size_t n)
     return true;
 }
 
-/* Append the contents of path (one trailing newline dropped). */
-static int env_read_file(const char *path, const char *base_dir, struct sp_buf *out,
-                         struct sp_err *err)
+int sp_env_read_file(const char *path, const char *base_dir, struct sp_buf *out, struct sp_err *err)
 {
     char *full = NULL;
     int fd = -1;
@@ -154,7 +152,7 @@ int sp_env_expand(const char *s, size_t len, sp_env_fn lookup, const char *base_
             if (path[0] == '\0') {
                 rc = sp_err_set(err, SP_EINVAL, "empty file name in \"${file:}\"");
             } else {
-                rc = env_read_file(path, base_dir, out, err);
+                rc = sp_env_read_file(path, base_dir, out, err);
             }
             free(path);
             if (rc != 0) {

@@ -28,6 +28,14 @@ int sp_env_expand(const char *s, size_t len, sp_env_fn lookup, const char *base_
                   struct sp_buf *out, bool *used, struct sp_err *err);
 
 /*
+ * Append the contents of path (relative to base_dir unless absolute or
+ * base_dir is NULL) to out, one trailing newline dropped; at most
+ * SP_ENV_FILE_MAX bytes, no NUL bytes. Returns 0 or SP_EINVAL with err.
+ */
+int sp_env_read_file(const char *path, const char *base_dir, struct sp_buf *out,
+                     struct sp_err *err);
+
+/*
  * Expand every scalar value under node (mapping keys are left alone),
  * replacing their text in place and marking them substituted. Problems go to
  * d at the scalar's location. Returns the number of errors.

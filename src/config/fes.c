@@ -20,11 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/diag.h"
+#include "config/env.h"
 #include "util/mem.h"
-
-#define FES_MAX_SECRET ((size_t)64 << 10)
 
 struct fes_src {
     char *name;
@@ -523,34 +523,24 @@ static char *fes_secret(struct fes *f, const struct sp_node *at, const char *nam
     }
     char *path = sp_xasprintf("%s/%s/%s", dir, name, key);
     char *out = NULL;
-    FILE *fp = strchr(name, '/') == NULL && strchr(key, '/') == NULL ? fopen(path, "rb") : NULL;
-    if (fp == NULL) {
+    struct sp_buf b;
+    struct sp_err rerr;
+    sp_buf_init(&b);
+    sp_err_clear(&rerr);
+    if (strchr(name, '/') != NULL || strchr(key, '/') != NULL ||
+        sp_env_read_file(path, NULL, &b, &rerr) != 0) {
         struct sp_diag_item *it =
             fes_err(f, at, "secret \"%s\": key \"%s\" is neither in the environment nor in a file",
                     name, key);
         sp_diag_hint(it, "set %s, or write the value to %s (SIPHON_SECRETS_DIR sets the directory)",
                      var.data, path);
+        if (rerr.msg[0] != '\0' && access(path, F_OK) == 0) {
+            sp_diag_hint(it, "%s", rerr.msg); /* there, but not usable (too large, NUL bytes) */
+        }
+        sp_buf_fini(&b);
     } else {
-        struct sp_buf b;
-        sp_buf_init(&b);
-        char chunk[4096];
-        size_t got;
-        while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0 && b.len <= FES_MAX_SECRET) {
-            sp_buf_append(&b, chunk, got);
-        }
-        bool bad = ferror(fp) != 0 || b.len > FES_MAX_SECRET;
-        fclose(fp);
-        if (bad) {
-            fes_err(f, at, "secret \"%s\": could not read %s (or it is larger than 64 KiB)", name,
-                    path);
-            sp_buf_fini(&b);
-        } else {
-            if (b.len > 0 && b.data[b.len - 1] == '\n') {
-                b.len--;
-            }
-            sp_buf_putc(&b, '\0');
-            out = sp_buf_steal(&b);
-        }
+        sp_buf_putc(&b, '\0');
+        out = sp_buf_steal(&b);
     }
     free(path);
     sp_buf_fini(&var);
