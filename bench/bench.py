@@ -952,8 +952,11 @@ def run_latency(ctx, rate, seconds, method, consumer="siphon"):
 # --------------------------------------------------------------------------
 # Profile
 
-def run_profile(ctx, rows, cg_rows):
+def run_profile(ctx, rows, cg_rows, consumer="siphon-null"):
     """Where siphon (json, null sink) spends its CPU on a W1 backlog.
+
+    consumer names the flows of the stream: siphon-null (none), siphon-filter
+    or siphon-lua (FLOWS).
 
     callgrind (exact instruction counts, user space) drains the first cg_rows
     rows; perf (cpu-clock samples, user and kernel; syscall summary) drains all
@@ -977,7 +980,8 @@ def run_profile(ctx, rows, cg_rows):
     end = cl.psql("SELECT pg_current_wal_insert_lsn()")
     cl.psql("CHECKPOINT")
     outdir = ctx.outdir
-    report = [f"# siphon profile: W1 backlog, json format, null sink, unix socket", "",
+    flows = {"siphon-filter": ", filter flow", "siphon-lua": ", Lua flow"}.get(consumer, "")
+    report = [f"# siphon profile: W1 backlog, json format, null sink{flows}, unix socket", "",
               f"- {ctx.results['machine']['siphon']}, {ctx.results['machine']['date_utc']}",
               f"- command: `{ctx.results['command']}`", ""]
 
@@ -989,7 +993,8 @@ def run_profile(ctx, rows, cg_rows):
         else:
             cfg = os.path.join(ctx.workdir, f"{slot}.yaml")
             out = os.path.join(ctx.workdir, f"{slot}.jsonl")
-            siphon_config(cfg, cl, "unix", slot, wl.table, wl.table, sink, out)
+            siphon_config(cfg, cl, "unix", slot, wl.table, wl.table, sink, out,
+                          FLOWS.get(consumer, ""))
             cmd = [ctx.siphon, "run", "-c", cfg, "--until-lsn", endpos, "--log-level", "warn"]
         t0 = time.monotonic()
         r = subprocess.run(prefix + cmd, capture_output=True, text=True)
@@ -1342,6 +1347,9 @@ def main():
                     help="skip the pg_recvlogical + test_decoding latency reference runs")
     ap.add_argument("--profile", action="store_true",
                     help="instead of the comparison: profile siphon (null sink) on a W1 backlog")
+    ap.add_argument("--profile-consumer", default="siphon-null",
+                    choices=["siphon-null", "siphon-filter", "siphon-lua"],
+                    help="the stream profiled: no flow (default), the filter or the Lua flow")
     ap.add_argument("--profile-rows", type=int, default=1_000_000,
                     help="W1 rows for the perf profile (default 1,000,000)")
     ap.add_argument("--callgrind-rows", type=int, default=200_000,
@@ -1419,7 +1427,7 @@ def main():
         ctx.cl.start()
         log(f"PostgreSQL started on port {ctx.cl.port} (socket {ctx.cl.sock})")
         if args.profile:
-            run_profile(ctx, args.profile_rows, args.callgrind_rows)
+            run_profile(ctx, args.profile_rows, args.callgrind_rows, args.profile_consumer)
             ok = True
             return 0
         for wname in wanted:

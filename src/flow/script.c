@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "flow/script_json.h"
+#include "flow/script_row.h"
 #include "source/pg/types.h"
 #include "telemetry/log.h"
 #include "util/buf.h"
@@ -50,10 +51,20 @@
 #define SC_OID_TEXT         25
 #define SC_OID_JSON         114
 #define SC_OID_FLOAT8       701
+#define SC_NAMES_CACHE      8
 
 /* Registry keys (addresses of these statics). */
 static const char sc_key_env = 0;      /* the sandbox's global table */
 static const char sc_key_event_mt = 0; /* the metatable of event tables */
+
+/* The names table of a relation's columns (script_row.h), kept for the next events. */
+struct sc_names {
+    uint32_t oid;
+    uint32_t version;
+    int ncols;
+    char **names;
+    int ref; /* registry ref of the table; LUA_NOREF: unused */
+};
 
 struct sp_script {
     lua_State *L;
@@ -67,6 +78,11 @@ struct sp_script {
     int fn_ref;      /* registry ref of the function */
     struct sp_buf buf;
     const struct sp_event *cur; /* the event of the call in progress, for event.source */
+    struct sc_names names[SC_NAMES_CACHE];
+    int names_next; /* the entry replaced next */
+    /* The input rows as the script left them, while its result is converted: [0] before,
+     * [1] after; ncols 0 when absent. */
+    struct sp_script_row_view rv[2];
 };
 
 /* ---- allocator and budget ---- */
@@ -256,6 +272,7 @@ static int sc_setup(lua_State *L)
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sp_script_key_order);
 
+    sp_script_row_setup(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sc_key_env);
     return 0;
 }
@@ -281,6 +298,9 @@ struct sp_script *sp_script_compile(const struct sp_script_opts *opts, struct sp
     s->mem_limit = opts->memory_limit > 0 ? opts->memory_limit : SC_DEFAULT_MEMORY;
     s->function = sp_xstrdup(opts->function != NULL ? opts->function : SC_DEFAULT_FUNCTION);
     s->fn_ref = LUA_NOREF;
+    for (int i = 0; i < SC_NAMES_CACHE; i++) {
+        s->names[i].ref = LUA_NOREF;
+    }
     sp_buf_init(&s->buf);
     s->L = lua_newstate(sc_alloc, s);
     if (s->L == NULL) {
@@ -360,6 +380,12 @@ void sp_script_free(struct sp_script *s)
     if (s->L != NULL) {
         lua_close(s->L);
     }
+    for (int i = 0; i < SC_NAMES_CACHE; i++) {
+        for (int c = 0; s->names[i].names != NULL && c < s->names[i].ncols; c++) {
+            free(s->names[i].names[c]);
+        }
+        free(s->names[i].names);
+    }
     free(s->function);
     sp_buf_fini(&s->buf);
     free(s);
@@ -374,9 +400,10 @@ enum {
     SC_I_MSGH = 1,
     SC_I_FN,
     SC_I_EVENT,
-    SC_I_ORIG_BEFORE, /* column index -> value given to the script */
+    SC_I_ORIG_BEFORE, /* the row tables given to the script (script_row.h), or nil */
     SC_I_ORIG_AFTER,
-    SC_I_ORIG_KEY,
+    SC_I_ORIG_KEY, /* the key given to the script */
+    SC_I_NAMES,    /* the names table of the event's relation, or nil */
 };
 
 static void sc_set_str(lua_State *L, const char *name, const char *v)
@@ -429,23 +456,56 @@ static int sc_event_index(lua_State *L)
     return 1;
 }
 
-/* Pushes a row table {col = value}; orig gets value per column index. */
-static int sc_push_row(lua_State *L, const struct sp_relation *rel, const struct sp_script_row *row,
-                       int orig)
+static bool sc_names_match(const struct sc_names *n, const struct sp_relation *rel)
 {
-    lua_createtable(L, 0, rel->ncols);
-    for (int i = 0; i < rel->ncols; i++) {
-        if (row->json[i] == NULL) {
-            continue;
-        }
-        if (sp_script_push_json(L, row->json[i], row->len[i]) != 0) {
-            return i + 1;
-        }
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, orig, i + 1);
-        lua_setfield(L, -2, rel->cols[i].name);
+    if (n->ref == LUA_NOREF || n->oid != rel->oid || n->version != rel->version ||
+        n->ncols != rel->ncols) {
+        return false;
     }
-    return 0;
+    for (int i = 0; i < rel->ncols; i++) {
+        if (strcmp(n->names[i], rel->cols[i].name) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Pushes the names table of rel, made once per relation: the columns'
+ * names are compared, as a flow before this one may have given events of
+ * one relation other columns.
+ */
+static void sc_push_names(struct sp_script *s, const struct sp_relation *rel)
+{
+    lua_State *L = s->L;
+    for (int i = 0; i < SC_NAMES_CACHE; i++) {
+        if (sc_names_match(&s->names[i], rel)) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, s->names[i].ref);
+            return;
+        }
+    }
+    struct sc_names *n = &s->names[s->names_next];
+    s->names_next = (s->names_next + 1) % SC_NAMES_CACHE;
+    if (n->ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, n->ref);
+        n->ref = LUA_NOREF;
+    }
+    for (int c = 0; n->names != NULL && c < n->ncols; c++) {
+        free(n->names[c]);
+    }
+    free(n->names);
+    n->names = NULL;
+    sp_script_row_names(L, rel);
+    lua_pushvalue(L, -1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    n->names = sp_xcalloc((size_t)(rel->ncols > 0 ? rel->ncols : 1), sizeof(*n->names));
+    for (int c = 0; c < rel->ncols; c++) {
+        n->names[c] = sp_xstrdup(rel->cols[c].name);
+    }
+    n->oid = rel->oid;
+    n->version = rel->version;
+    n->ncols = rel->ncols;
+    n->ref = ref;
 }
 
 static int sc_push_event(struct sp_script *s, const struct sp_script_input *in, struct sp_err *err)
@@ -454,9 +514,10 @@ static int sc_push_event(struct sp_script *s, const struct sp_script_input *in, 
     const struct sp_event *ev = in->ev;
     const struct sp_relation *rel = ev->rel;
     lua_createtable(L, 0, 8); /* SC_I_EVENT */
-    lua_newtable(L);          /* SC_I_ORIG_BEFORE */
-    lua_newtable(L);          /* SC_I_ORIG_AFTER */
+    lua_pushnil(L);           /* SC_I_ORIG_BEFORE */
+    lua_pushnil(L);           /* SC_I_ORIG_AFTER */
     lua_pushnil(L);           /* SC_I_ORIG_KEY */
+    lua_pushnil(L);           /* SC_I_NAMES */
     char op[2] = {sp_op_char(ev->op), '\0'};
     lua_pushstring(L, op);
     lua_setfield(L, SC_I_EVENT, "op");
@@ -482,22 +543,19 @@ static int sc_push_event(struct sp_script *s, const struct sp_script_input *in, 
         lua_setfield(L, SC_I_EVENT, "destination");
     }
     if (rel != NULL) {
-        int bad = 0;
-        if (in->before != NULL) {
-            bad = sc_push_row(L, rel, in->before, SC_I_ORIG_BEFORE);
-            if (bad == 0) {
-                lua_setfield(L, SC_I_EVENT, "before");
+        /* Rows convert their columns when the script reads them (script_row.h). */
+        sc_push_names(s, rel);
+        lua_replace(L, SC_I_NAMES);
+        const struct sp_script_row *rows[2] = {in->before, in->after};
+        static const int slots[2] = {SC_I_ORIG_BEFORE, SC_I_ORIG_AFTER};
+        static const char *const fields[2] = {"before", "after"};
+        for (int k = 0; k < 2; k++) {
+            if (rows[k] != NULL) {
+                sp_script_row_push(L, SC_I_NAMES, rel->ncols, rows[k]->json, rows[k]->len);
+                lua_pushvalue(L, -1);
+                lua_replace(L, slots[k]);
+                lua_setfield(L, SC_I_EVENT, fields[k]);
             }
-        }
-        if (bad == 0 && in->after != NULL) {
-            bad = sc_push_row(L, rel, in->after, SC_I_ORIG_AFTER);
-            if (bad == 0) {
-                lua_setfield(L, SC_I_EVENT, "after");
-            }
-        }
-        if (bad != 0) {
-            return sp_err_set(err, SP_EINVAL, "column \"%s\" of event %s is not valid JSON",
-                              rel->cols[bad - 1].name, sp_event_id(ev, id));
         }
     }
     if (in->key != NULL && in->key_len > 0) {
@@ -521,6 +579,12 @@ static int sc_rawfield(lua_State *L, int t, const char *name)
     return lua_rawget(L, t);
 }
 
+/* The input column a value is, unchanged: its row (SC_I_ORIG_BEFORE/AFTER, 0: none) and index. */
+struct sc_same {
+    int img;
+    int col;
+};
+
 struct sc_col {
     const char *name;           /* anchored by the returned table */
     int orig;                   /* index in the input relation, or -1 */
@@ -528,6 +592,8 @@ struct sc_col {
     uint32_t type_oid;
     int32_t typmod;
     bool key;
+    bool has[2];           /* the returned after [0] and before [1] have a value */
+    struct sc_same same[2]; /* and the input column it is unchanged */
 };
 
 struct sc_build {
@@ -550,24 +616,123 @@ static int sc_ret_err(struct sc_build *bd, struct sp_err *err, const char *fmt, 
     return sp_err_set(err, SP_EINVAL, "%s: %s returned %s", bd->s->where, bd->s->function, msg);
 }
 
-static int sc_col_find(const struct sc_build *bd, const char *name)
+/* The input row of an input row table's slot (NULL for 0). */
+static const struct sp_script_row *sc_in_row(const struct sc_build *bd, int img)
 {
-    for (int i = 0; i < bd->ncols; i++) {
-        if (strcmp(bd->cols[i].name, name) == 0) {
-            return i;
+    return img == SC_I_ORIG_AFTER    ? bd->in->after
+           : img == SC_I_ORIG_BEFORE ? bd->in->before
+                                     : NULL;
+}
+
+/* The view of an input row (SC_I_ORIG_BEFORE/AFTER), NULL when there is none. */
+static const struct sp_script_row_view *sc_view(const struct sc_build *bd, int img)
+{
+    const struct sp_script_row_view *v = img == SC_I_ORIG_BEFORE  ? &bd->s->rv[0]
+                                         : img == SC_I_ORIG_AFTER ? &bd->s->rv[1]
+                                                                  : NULL;
+    return v != NULL && v->names != 0 ? v : NULL;
+}
+
+/* SC_I_ORIG_AFTER/BEFORE when the table at idx is that input row table, else 0. */
+static int sc_own_row(const struct sc_build *bd, int idx)
+{
+    lua_State *L = bd->s->L;
+    if (lua_istable(L, SC_I_ORIG_AFTER) && lua_rawequal(L, idx, SC_I_ORIG_AFTER)) {
+        return SC_I_ORIG_AFTER;
+    }
+    if (lua_istable(L, SC_I_ORIG_BEFORE) && lua_rawequal(L, idx, SC_I_ORIG_BEFORE)) {
+        return SC_I_ORIG_BEFORE;
+    }
+    return 0;
+}
+
+/* The input relation's column named like the string at kidx, or -1. */
+static int sc_orig_col(const struct sc_build *bd, int kidx)
+{
+    lua_State *L = bd->s->L;
+    if (!lua_istable(L, SC_I_NAMES)) {
+        return -1;
+    }
+    lua_pushvalue(L, kidx);
+    int col = lua_rawget(L, SC_I_NAMES) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) - 1 : -1;
+    lua_pop(L, 1);
+    return col;
+}
+
+/*
+ * lua_next over the written table of an input row, skipping its columns and
+ * removed names: pops a key, pushes the next added name and returns 1, or
+ * returns 0 at the end.
+ */
+static bool sc_next_added(lua_State *L, const struct sp_script_row_view *v)
+{
+    while (lua_next(L, v->written) != 0) {
+        bool skip = sp_script_row_is_removed(L, -1);
+        lua_pop(L, 1);
+        if (!skip && lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            skip = lua_rawget(L, v->names) == LUA_TNUMBER;
+            lua_pop(L, 1);
+        }
+        if (!skip) {
+            return true;
         }
     }
-    return -1;
+    return false;
 }
 
 /* Columns of an image: the input's, in order, then new ones sorted. */
 static int sc_collect(struct sc_build *bd, int img, struct sp_err *err)
 {
     lua_State *L = bd->s->L;
-    const struct sp_relation *rel = bd->in->ev->rel;
+    int earlier = bd->ncols; /* names are unique within one image */
+    const struct sp_script_row_view *v = sc_view(bd, sc_own_row(bd, img));
+    bool row = v == NULL && sp_script_row_is(L, img);
+    int next_col = 0;
     lua_pushnil(L);
-    while (lua_next(L, img) != 0) {
-        lua_pop(L, 1);
+    for (;;) {
+        int col = -1;
+        if (v != NULL) {
+            /* an input row: its columns in order, then the names it was given */
+            /* next_col: the column looked at next; ncols + 1 once the added names are walked */
+            while (next_col < v->ncols) {
+                int c = next_col++;
+                enum sp_script_row_state st = sp_script_row_view_col(L, v, c);
+                if (st == SP_SCRIPT_ROW_WRITTEN) {
+                    lua_pop(L, 1);
+                }
+                if (st != SP_SCRIPT_ROW_ABSENT) {
+                    col = c;
+                    break;
+                }
+            }
+            if (col >= 0) {
+                lua_pop(L, 1);
+                lua_rawgeti(L, v->names, col + 1);
+            } else {
+                if (next_col == v->ncols) {
+                    next_col++; /* the columns are done: walk the written names from the start */
+                    lua_pop(L, 1);
+                    lua_pushnil(L);
+                }
+                if (v->written == 0) {
+                    lua_pop(L, 1);
+                    break;
+                }
+                if (!sc_next_added(L, v)) {
+                    break;
+                }
+            }
+        } else if (row) {
+            if (!sp_script_row_next_name(L, img, &col)) {
+                break;
+            }
+        } else {
+            if (lua_next(L, img) == 0) {
+                break;
+            }
+            lua_pop(L, 1);
+        }
         if (lua_type(L, -1) != LUA_TSTRING) {
             char what[32];
             snprintf(what, sizeof(what), "%s", luaL_typename(L, -1));
@@ -575,7 +740,11 @@ static int sc_collect(struct sc_build *bd, int img, struct sp_err *err)
             return sc_ret_err(bd, err, "a row with a %s key (columns are named by strings)", what);
         }
         const char *name = lua_tostring(L, -1);
-        if (sc_col_find(bd, name) >= 0) {
+        bool seen = false;
+        for (int i = 0; i < earlier && !seen; i++) {
+            seen = strcmp(bd->cols[i].name, name) == 0;
+        }
+        if (seen) {
             continue;
         }
         if (bd->ncols == bd->cap) {
@@ -585,13 +754,7 @@ static int sc_collect(struct sc_build *bd, int img, struct sp_err *err)
         struct sc_col *c = &bd->cols[bd->ncols++];
         memset(c, 0, sizeof(*c));
         c->name = name;
-        c->orig = -1;
-        for (int i = 0; rel != NULL && i < rel->ncols; i++) {
-            if (strcmp(rel->cols[i].name, name) == 0) {
-                c->orig = i;
-                break;
-            }
-        }
+        c->orig = v != NULL ? col : sc_orig_col(bd, lua_gettop(L));
     }
     return 0;
 }
@@ -609,54 +772,130 @@ static int sc_col_order(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* The original datum of column i in the image whose originals are at orig_idx. */
-static const struct sp_datum *sc_orig_datum(const struct sc_build *bd, int orig_idx, int i)
+/* The input datum a value is unchanged from. */
+static const struct sp_datum *sc_orig_datum(const struct sc_build *bd, struct sc_same same)
 {
     const struct sp_event *ev = bd->in->ev;
-    const struct sp_tuple *t = orig_idx == SC_I_ORIG_AFTER ? ev->after : ev->before;
-    return t != NULL && i < t->ncols ? &t->cols[i] : NULL;
+    const struct sp_tuple *t = same.img == SC_I_ORIG_AFTER    ? ev->after
+                               : same.img == SC_I_ORIG_BEFORE ? ev->before
+                                                              : NULL;
+    return t != NULL && same.col >= 0 && same.col < t->ncols ? &t->cols[same.col] : NULL;
+}
+
+/* Whether the json value (a table) at vidx still is column i of row: it may have been changed
+ * in place. */
+static bool sc_json_same(struct sc_build *bd, int vidx, const struct sp_script_row *row, int i)
+{
+    lua_State *L = bd->s->L;
+    if (lua_type(L, vidx) != LUA_TTABLE || sp_script_is_null(L, vidx)) {
+        return true;
+    }
+    const char *why = NULL;
+    sp_buf_reset(&bd->s->buf);
+    return sp_script_put_json(L, vidx, &bd->s->buf, 0, &why) == 0 &&
+           bd->s->buf.len == row->len[i] && memcmp(bd->s->buf.data, row->json[i], row->len[i]) == 0;
 }
 
 /*
- * Which input column's value the value at vidx is, unchanged: the column
- * named like it first, then any other. -1 when it is new or changed.
+ * Which input column the value at vidx is, unchanged, among the values the
+ * script read: column prefer of row prefer_img first, then any other.
  */
-static int sc_same_as(struct sc_build *bd, int vidx, int orig_idx, int prefer)
+static struct sc_same sc_same_as(struct sc_build *bd, int vidx, int prefer_img, int prefer)
 {
     lua_State *L = bd->s->L;
-    const struct sp_script_row *row = orig_idx == SC_I_ORIG_AFTER ? bd->in->after : bd->in->before;
-    const struct sp_relation *rel = bd->in->ev->rel;
-    if (row == NULL || rel == NULL) {
-        return -1;
-    }
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = pass == 0 ? prefer : 0; i >= 0 && i < rel->ncols; i++) {
-            if (pass == 0 && i != prefer) {
-                break;
-            }
-            if (row->json[i] == NULL) {
+    struct sc_same none = {0, -1};
+    int imgs[2] = {prefer_img, prefer_img == SC_I_ORIG_BEFORE ? SC_I_ORIG_AFTER : SC_I_ORIG_BEFORE};
+    /* null is one value for every NULL: it is only the same as the column of its own name */
+    bool null = sp_script_is_null(L, vidx);
+    for (int k = 0; k < (null ? 1 : 2); k++) {
+        const struct sp_script_row *row = sc_in_row(bd, imgs[k]);
+        const struct sp_script_row_view *v = sc_view(bd, imgs[k]);
+        if (row == NULL || v == NULL || v->read == 0) {
+            continue;
+        }
+        int read = v->read;
+        int ncols = v->ncols;
+        for (int pass = 0; pass < (null ? 1 : 2); pass++) {
+            int pref = k == 0 ? prefer : -1;
+            if (pass == 0 && pref < 0) {
                 continue;
             }
-            lua_rawgeti(L, orig_idx, i + 1);
-            bool same = lua_rawequal(L, vidx, -1);
-            lua_pop(L, 1);
-            if (!same) {
-                continue;
-            }
-            if (lua_type(L, vidx) == LUA_TTABLE && !sp_script_is_null(L, vidx)) {
-                /* The same table may have been changed in place: compare the JSON. */
-                const char *why = NULL;
-                sp_buf_reset(&bd->s->buf);
-                if (sp_script_put_json(L, vidx, &bd->s->buf, 0, &why) != 0 ||
-                    bd->s->buf.len != row->len[i] ||
-                    memcmp(bd->s->buf.data, row->json[i], row->len[i]) != 0) {
+            for (int i = pass == 0 ? pref : 0; i < ncols; i++) {
+                if (row->json[i] == NULL || (pass == 1 && i == pref)) {
                     continue;
                 }
+                lua_rawgeti(L, read, i + 1);
+                bool same = !lua_isnil(L, -1) && lua_rawequal(L, vidx, -1);
+                lua_pop(L, 1);
+                if (same && sc_json_same(bd, vidx, row, i)) {
+                    return (struct sc_same){imgs[k], i};
+                }
+                if (pass == 0) {
+                    break;
+                }
             }
-            return i;
         }
     }
-    return -1;
+    return none;
+}
+
+/*
+ * Column col of the returned image img: whether it has a value, and which
+ * input column it is unchanged (*same; its datum is copied). Pushes the
+ * value, or nil when it has none or is an input column the script did not
+ * assign.
+ */
+static bool sc_lookup(struct sc_build *bd, int img, const struct sc_col *col, int natural,
+                      struct sc_same *same)
+{
+    lua_State *L = bd->s->L;
+    same->img = 0;
+    same->col = -1;
+    int own = sc_own_row(bd, img);
+    const struct sp_script_row_view *v = sc_view(bd, own);
+    if (v != NULL) {
+        int c = col->orig;
+        enum sp_script_row_state st = c >= 0 ? sp_script_row_view_col(L, v, c)
+                                              : sp_script_row_get(L, img, col->name, &c);
+        switch (st) {
+        case SP_SCRIPT_ROW_ABSENT:
+            lua_pushnil(L);
+            return false;
+        case SP_SCRIPT_ROW_ORIGINAL:
+            if (v->read != 0) {
+                lua_rawgeti(L, v->read, c + 1);
+                if (!sc_json_same(bd, lua_gettop(L), sc_in_row(bd, own), c)) {
+                    return true; /* a json value changed in place */
+                }
+                lua_pop(L, 1);
+            }
+            lua_pushnil(L);
+            same->img = own;
+            same->col = c;
+            return true;
+        case SP_SCRIPT_ROW_WRITTEN:
+            break;
+        }
+    } else if (sp_script_row_is(L, img)) {
+        sp_script_row_value(L, img, col->name);
+    } else {
+        sc_rawfield(L, img, col->name);
+    }
+    if (lua_isnil(L, -1)) {
+        return false;
+    }
+    *same = sc_same_as(bd, lua_gettop(L), natural, col->orig);
+    return true;
+}
+
+/* Pushes the value of column name of image img as the script sees it. */
+static void sc_push_value(struct sc_build *bd, int img, const char *name)
+{
+    if (sp_script_row_is(bd->s->L, img)) {
+        sp_script_row_value(bd->s->L, img, name);
+    } else {
+        sc_rawfield(bd->s->L, img, name);
+    }
 }
 
 /* The type a new value gets, given the column's original type (or NULL). */
@@ -717,31 +956,26 @@ static int sc_text(lua_State *L, int vidx, const struct sp_type *t, struct sp_bu
     }
 }
 
-/* Fills tuple tup of ev from the image table img (originals at orig_idx). */
-static int sc_fill(struct sc_build *bd, struct sp_event *ev, struct sp_tuple *tup, int img,
-                   int orig_idx, struct sp_err *err)
+/* Fills tuple tup of ev from the image table img (k: 0 after, 1 before; natural: its input). */
+static int sc_fill(struct sc_build *bd, struct sp_event *ev, struct sp_tuple *tup, int img, int k,
+                   int natural, struct sp_err *err)
 {
     lua_State *L = bd->s->L;
+    const struct sp_relation *rel = bd->in->ev->rel;
+    const struct sp_script_row *nrow = sc_in_row(bd, natural);
     for (int c = 0; c < bd->ncols; c++) {
         struct sc_col *col = &bd->cols[c];
         struct sp_datum *d = &tup->cols[c];
-        sc_rawfield(L, img, col->name);
-        int v = lua_gettop(L);
-        if (lua_isnil(L, v) || sp_script_is_null(L, v)) {
+        if (!col->has[k]) {
             d->kind = SP_DATUM_NULL;
-            if (lua_isnil(L, v) && col->orig >= 0 &&
-                (orig_idx == SC_I_ORIG_AFTER ? bd->in->after : bd->in->before) != NULL &&
-                (orig_idx == SC_I_ORIG_AFTER ? bd->in->after : bd->in->before)->json[col->orig] !=
-                    NULL) {
+            if (col->orig >= 0 && nrow != NULL && nrow->json[col->orig] != NULL) {
                 bd->changed = true; /* a column was removed from this image */
             }
-            lua_pop(L, 1);
             continue;
         }
-        int same = sc_same_as(bd, v, orig_idx, col->orig);
-        const struct sp_datum *od = same >= 0 ? sc_orig_datum(bd, orig_idx, same) : NULL;
-        const struct sp_relation *rel = bd->in->ev->rel;
-        if (od != NULL && rel->cols[same].type == col->type) {
+        struct sc_same same = col->same[k];
+        const struct sp_datum *od = sc_orig_datum(bd, same);
+        if (od != NULL && rel->cols[same.col].type == col->type) {
             d->kind = od->kind;
             d->len = od->len;
             if (od->data != NULL) {
@@ -750,13 +984,19 @@ static int sc_fill(struct sc_build *bd, struct sp_event *ev, struct sp_tuple *tu
                 p[od->len] = '\0';
                 d->data = p;
             }
-            if (same != col->orig) {
+            if (same.img != natural || same.col != col->orig) {
                 bd->changed = true;
             }
-            lua_pop(L, 1);
             continue;
         }
         bd->changed = true;
+        sc_push_value(bd, img, col->name);
+        int v = lua_gettop(L);
+        if (lua_isnil(L, v) || sp_script_is_null(L, v)) {
+            d->kind = SP_DATUM_NULL;
+            lua_pop(L, 1);
+            continue;
+        }
         const char *why = NULL;
         if (sc_text(L, v, col->type, &bd->s->buf, &why) != 0) {
             lua_pop(L, 1);
@@ -775,26 +1015,29 @@ static int sc_fill(struct sc_build *bd, struct sp_event *ev, struct sp_tuple *tu
     return 0;
 }
 
-/* Decides each column's type: kept when the after (else before) value is an unchanged input. */
+/*
+ * Looks each column up in the returned images and decides its type: kept
+ * when the after (else before) value is an unchanged input.
+ */
 static void sc_types(struct sc_build *bd)
 {
     lua_State *L = bd->s->L;
     const struct sp_relation *rel = bd->in->ev->rel;
+    int imgs[2] = {bd->after, bd->before};
+    static const int naturals[2] = {SC_I_ORIG_AFTER, SC_I_ORIG_BEFORE};
     for (int c = 0; c < bd->ncols; c++) {
         struct sc_col *col = &bd->cols[c];
         const struct sp_column *oc = col->orig >= 0 ? &rel->cols[col->orig] : NULL;
         const struct sp_type *type = NULL;
         int src = -1;
-        int imgs[2] = {bd->after, bd->before};
-        int origs[2] = {SC_I_ORIG_AFTER, SC_I_ORIG_BEFORE};
-        for (int k = 0; k < 2 && type == NULL; k++) {
+        for (int k = 0; k < 2; k++) {
             if (imgs[k] == 0) {
                 continue;
             }
-            sc_rawfield(L, imgs[k], col->name);
-            if (!lua_isnil(L, -1)) {
-                src = sc_same_as(bd, lua_gettop(L), origs[k], col->orig);
-                if (src >= 0) {
+            col->has[k] = sc_lookup(bd, imgs[k], col, naturals[k], &col->same[k]);
+            if (col->has[k] && type == NULL) {
+                if (col->same[k].img != 0) {
+                    src = col->same[k].col;
                     type = rel->cols[src].type;
                 } else if (!sp_script_is_null(L, -1) || oc == NULL) {
                     type = sc_infer(L, lua_gettop(L), oc != NULL ? oc->type : NULL);
@@ -953,7 +1196,11 @@ static int sc_build_event(struct sp_script *s, const struct sp_script_input *in,
         free(bd.cols);
         return rc;
     }
-    if (bd.ncols > 1) {
+    bool sorted = true;
+    for (int c = 1; c < bd.ncols && sorted; c++) {
+        sorted = sc_col_order(&bd.cols[c - 1], &bd.cols[c]) < 0;
+    }
+    if (!sorted) {
         qsort(bd.cols, (size_t)bd.ncols, sizeof(*bd.cols), sc_col_order);
     }
     sc_types(&bd);
@@ -992,11 +1239,11 @@ static int sc_build_event(struct sp_script *s, const struct sp_script_input *in,
     }
     if (bd.before != 0) {
         ev->before = sp_event_tuple(ev, bd.ncols);
-        rc = sc_fill(&bd, ev, ev->before, bd.before, SC_I_ORIG_BEFORE, err);
+        rc = sc_fill(&bd, ev, ev->before, bd.before, 1, SC_I_ORIG_BEFORE, err);
     }
     if (rc == 0 && bd.after != 0) {
         ev->after = sp_event_tuple(ev, bd.ncols);
-        rc = sc_fill(&bd, ev, ev->after, bd.after, SC_I_ORIG_AFTER, err);
+        rc = sc_fill(&bd, ev, ev->after, bd.after, 0, SC_I_ORIG_AFTER, err);
     }
     free(bd.cols);
     lua_pop(L, 2);
@@ -1193,7 +1440,16 @@ static int sc_call_p(lua_State *L)
         return 0;
     }
     s->unlimited = true;
-    c->rc = sc_convert(s, c->in, lua_gettop(L), c->res, c->err);
+    int ret = lua_gettop(L);
+    static const int slots[2] = {SC_I_ORIG_BEFORE, SC_I_ORIG_AFTER};
+    for (int k = 0; k < 2; k++) {
+        memset(&s->rv[k], 0, sizeof(s->rv[k]));
+        if (lua_istable(L, slots[k])) {
+            sp_script_row_view(L, slots[k], &s->rv[k]);
+        }
+    }
+    c->rc = sc_convert(s, c->in, ret, c->res, c->err);
+    memset(s->rv, 0, sizeof(s->rv));
     s->unlimited = false;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flow/script_row.h"
 #include "util/mem.h"
 
 #define SC_JSON_MAX_DEPTH SP_SCRIPT_JSON_MAX_DEPTH
@@ -461,6 +462,9 @@ static int sc_put_json_r(lua_State *L, int idx, struct sp_buf *out, int depth, c
     if (sp_script_is_null(L, idx)) {
         sp_buf_puts(out, "null");
         return 0;
+    }
+    if (sp_script_row_is(L, idx)) {
+        return sp_script_row_put_json(L, idx, out, depth, why);
     }
     if (sc_is_array(L, idx)) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, idx);

@@ -478,6 +478,62 @@ static void source_is_made_when_read(void **state)
 }
 
 /* A function that renames one field, called many times: every call gives one event. */
+/* Rows are converted when read, yet behave as tables: pairs, next, a row kept past its call. */
+static void rows_behave_as_tables(void **state)
+{
+    struct fx *f = *state;
+    fx_inline(f, "local kept\n"
+                 "local function names(row)\n"
+                 "  local n = {}\n"
+                 "  for k in pairs(row) do n[#n + 1] = k end\n"
+                 "  return table.concat(n, ',')\n"
+                 "end\n"
+                 "function transform(e)\n"
+                 "  assert(names(e.after) == 'id,status,total,meta,created,note', names(e.after))\n"
+                 "  assert(next(e.after) == 'id' and next(e.after, 'note') == nil)\n"
+                 "  assert(type(e.after) == 'table' and getmetatable(e.after) == 'siphon.row')\n"
+                 "  e.after.status = nil\n"
+                 "  e.after.extra = 1\n"
+                 "  local got = names(e.after)\n"
+                 "  assert(got == 'id,total,meta,created,note,extra', got)\n"
+                 "  if kept == nil then kept = e.after return e end\n"
+                 "  assert(kept.id == 42 and kept.status == nil and kept.extra == 1)\n"
+                 "  assert(kept.total == '19.90' and e.after.id == 7)\n"
+                 "  e.after.prev = kept\n"
+                 "  e.after.total = null\n"
+                 "  return {e, {op = 'c', after = e.after, key = e.key}}\n"
+                 "end\n");
+    char want[512];
+    snprintf(want, sizeof(want), "{\"id\":42,\"total\":%s,\"meta\":%s,\"created\":%s,\"note\":null,"
+             "\"extra\":1}", f->json[2], f->json[3], f->json[4]);
+    assert_int_equal(fx_call(f), 0);
+    assert_int_equal(f->res.n, 1);
+    fx_set_id(f, "7");
+    if (fx_call(f) != 0) {
+        fail_msg("%s", f->err.msg);
+    }
+    assert_int_equal(f->res.n, 2);
+    for (int i = 0; i < 2; i++) {
+        const struct sp_event *ev = f->res.out[i];
+        const char *cols_want[] = {"id", "total", "meta", "created", "note", "extra", "prev"};
+        assert_int_equal(ev->rel->ncols, 7);
+        for (int c = 0; c < 7; c++) {
+            assert_string_equal(ev->rel->cols[c].name, cols_want[c]);
+        }
+        assert_string_equal(text_of(ev, "id"), "7");
+        /* set to null: SQL NULL, the column keeps its type */
+        assert_int_equal(ev->after->cols[col_of(ev, "total")].kind, SP_DATUM_NULL);
+        assert_int_equal(ev->rel->cols[col_of(ev, "total")].type_oid, 1700);
+        /* untouched: the PostgreSQL text and type as they came */
+        assert_string_equal(text_of(ev, "created"), "2026-11-21 10:00:00.5+00");
+        assert_int_equal(ev->rel->cols[col_of(ev, "created")].type_oid, 1184);
+        /* the row of the first call, as JSON */
+        assert_string_equal(text_of(ev, "prev"), want);
+        assert_int_equal(ev->rel->cols[col_of(ev, "prev")].type_oid, 114);
+    }
+    assert_string_equal(f->res.out[1]->id_override, "0/3E8:1.2");
+}
+
 static void rename_runs_fast_enough(void **state)
 {
     struct fx *f = *state;
@@ -521,6 +577,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(memory_bomb_is_stopped_by_the_limit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(sandbox_has_no_io_os_load_or_debug, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(source_is_made_when_read, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(rows_behave_as_tables, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(rename_runs_fast_enough, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("script", tests, NULL, NULL);
