@@ -13,9 +13,12 @@
  * which Lua turns into a "not enough memory" error.
  *
  * Values keep their identity through the script: a column whose value the
- * script did not change (rawequal to what it was given; json values
- * compared by their serialization) keeps its PostgreSQL text and type, even
- * when it was renamed, so only what the script wrote is converted anew.
+ * script did not change (not assigned, or rawequal to what it read; json
+ * values compared by their serialization) keeps its PostgreSQL text and
+ * type, even when it was renamed, so only what the script wrote is
+ * converted anew. Rows reach the script as row tables (script_row.h) whose
+ * columns are converted when read, so a column the script leaves alone is
+ * never converted at all.
  *
  * What it does not do: read the flow's configuration or decide what an
  * error becomes (the flow and the stream's recovery policy do).
@@ -52,6 +55,7 @@
 #define SC_OID_JSON         114
 #define SC_OID_FLOAT8       701
 #define SC_NAMES_CACHE      8
+#define SC_RELS_CACHE       8
 
 /* Registry keys (addresses of these statics). */
 static const char sc_key_env = 0;      /* the sandbox's global table */
@@ -78,11 +82,17 @@ struct sp_script {
     int fn_ref;      /* registry ref of the function */
     struct sp_buf buf;
     const struct sp_event *cur; /* the event of the call in progress, for event.source */
+    const char *cur_key;        /* and its key as JSON (NULL: none), for event.key */
+    size_t cur_key_len;
+    enum { SC_KEY_UNTOUCHED, SC_KEY_MADE, SC_KEY_ASSIGNED } key_state; /* event.key, this call */
     struct sc_names names[SC_NAMES_CACHE];
     int names_next; /* the entry replaced next */
     /* The input rows as the script left them, while its result is converted: [0] before,
      * [1] after; ncols 0 when absent. */
     struct sp_script_row_view rv[2];
+    /* Relations of changed events, shared by the events of one shape (a reference each). */
+    struct sp_relation *rels[SC_RELS_CACHE];
+    int rels_next;
 };
 
 /* ---- allocator and budget ---- */
@@ -198,6 +208,7 @@ static const char *const sc_base_allowed[] = {
 };
 
 static int sc_event_index(lua_State *L);
+static int sc_event_newindex(lua_State *L);
 
 static int sc_setup(lua_State *L)
 {
@@ -213,9 +224,11 @@ static int sc_setup(lua_State *L)
     lua_setfield(L, -2, "dump");
     lua_pop(L, 1);
 
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushcfunction(L, sc_event_index);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, sc_event_newindex);
+    lua_setfield(L, -2, "__newindex");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sc_key_event_mt);
 
     lua_newtable(L); /* env */
@@ -380,6 +393,9 @@ void sp_script_free(struct sp_script *s)
     if (s->L != NULL) {
         lua_close(s->L);
     }
+    for (int i = 0; i < SC_RELS_CACHE; i++) {
+        sp_relation_unref(s->rels[i]);
+    }
     for (int i = 0; i < SC_NAMES_CACHE; i++) {
         for (int c = 0; s->names[i].names != NULL && c < s->names[i].ncols; c++) {
             free(s->names[i].names[c]);
@@ -402,7 +418,6 @@ enum {
     SC_I_EVENT,
     SC_I_ORIG_BEFORE, /* the row tables given to the script (script_row.h), or nil */
     SC_I_ORIG_AFTER,
-    SC_I_ORIG_KEY, /* the key given to the script */
     SC_I_NAMES,    /* the names table of the event's relation, or nil */
 };
 
@@ -437,23 +452,44 @@ static void sc_push_source(lua_State *L, const struct sp_event *ev)
 }
 
 /*
- * __index of event tables: `source` is made on first use (most scripts never
- * read it) and kept in the table. Once its call is over an event table has
- * no metatable, so one kept by the script does not describe a later event.
+ * __index of event tables: `source` and `key` are made on first use (most
+ * scripts read neither) and kept in the table. Once its call is over an
+ * event table has no metatable, so one kept by the script does not describe
+ * a later event.
  */
 static int sc_event_index(lua_State *L)
 {
     struct sp_script *s = *(struct sp_script **)lua_getextraspace(L);
-    if (s->cur == NULL || lua_type(L, 2) != LUA_TSTRING ||
-        strcmp(lua_tostring(L, 2), "source") != 0) {
+    const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+    if (s->cur != NULL && strcmp(name, "source") == 0) {
+        sc_push_source(L, s->cur);
+    } else if (s->cur != NULL && strcmp(name, "key") == 0 && s->cur_key != NULL &&
+               s->key_state == SC_KEY_UNTOUCHED) {
+        s->key_state = SC_KEY_MADE;
+        if (sp_script_push_json(L, s->cur_key, s->cur_key_len) != 0) {
+            return luaL_error(L, "the key of this event is not valid JSON");
+        }
+    } else {
         lua_pushnil(L);
         return 1;
     }
-    sc_push_source(L, s->cur);
-    lua_pushliteral(L, "source");
+    lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
     return 1;
+}
+
+/* __newindex of event tables: notes that the script set key before reading it. */
+static int sc_event_newindex(lua_State *L)
+{
+    struct sp_script *s = *(struct sp_script **)lua_getextraspace(L);
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "key") == 0 &&
+        s->key_state == SC_KEY_UNTOUCHED) {
+        s->key_state = SC_KEY_ASSIGNED;
+    }
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
 }
 
 static bool sc_names_match(const struct sc_names *n, const struct sp_relation *rel)
@@ -508,7 +544,7 @@ static void sc_push_names(struct sp_script *s, const struct sp_relation *rel)
     n->ref = ref;
 }
 
-static int sc_push_event(struct sp_script *s, const struct sp_script_input *in, struct sp_err *err)
+static void sc_push_event(struct sp_script *s, const struct sp_script_input *in)
 {
     lua_State *L = s->L;
     const struct sp_event *ev = in->ev;
@@ -516,7 +552,6 @@ static int sc_push_event(struct sp_script *s, const struct sp_script_input *in, 
     lua_createtable(L, 0, 8); /* SC_I_EVENT */
     lua_pushnil(L);           /* SC_I_ORIG_BEFORE */
     lua_pushnil(L);           /* SC_I_ORIG_AFTER */
-    lua_pushnil(L);           /* SC_I_ORIG_KEY */
     lua_pushnil(L);           /* SC_I_NAMES */
     char op[2] = {sp_op_char(ev->op), '\0'};
     lua_pushstring(L, op);
@@ -558,16 +593,10 @@ static int sc_push_event(struct sp_script *s, const struct sp_script_input *in, 
             }
         }
     }
-    if (in->key != NULL && in->key_len > 0) {
-        if (sp_script_push_json(L, in->key, in->key_len) != 0) {
-            return sp_err_set(err, SP_EINVAL, "the key of event %s is not valid JSON",
-                              sp_event_id(ev, id));
-        }
-        lua_pushvalue(L, -1);
-        lua_replace(L, SC_I_ORIG_KEY);
-        lua_setfield(L, SC_I_EVENT, "key");
-    }
-    return 0;
+    /* event.key is made when the script reads it (sc_event_index). */
+    s->cur_key = in->key != NULL && in->key_len > 0 ? in->key : NULL;
+    s->cur_key_len = in->key_len;
+    s->key_state = SC_KEY_UNTOUCHED;
 }
 
 /* ---- the returned event -> struct sp_event ---- */
@@ -1063,6 +1092,70 @@ static void sc_types(struct sc_build *bd)
     }
 }
 
+static bool sc_rel_is(const struct sp_relation *r, const struct sc_build *bd)
+{
+    const struct sp_relation *in = bd->in->ev->rel;
+    if (r == NULL || r->ncols != bd->ncols || r->oid != (in != NULL ? in->oid : 0) ||
+        r->version != (in != NULL ? in->version : 0) ||
+        r->replident != (in != NULL ? in->replident : 'n') ||
+        strcmp(r->schema, in != NULL ? in->schema : "") != 0 ||
+        strcmp(r->table, in != NULL ? in->table : "") != 0) {
+        return false;
+    }
+    for (int c = 0; c < bd->ncols; c++) {
+        const struct sp_column *rc = &r->cols[c];
+        const struct sc_col *bc = &bd->cols[c];
+        if (rc->type != bc->type || rc->type_oid != bc->type_oid || rc->typmod != bc->typmod ||
+            rc->key != bc->key || strcmp(rc->name, bc->name) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The relation of an event whose columns the script changed: the one made
+ * for an earlier event of the same shape, or a new one (kept for the next).
+ * Owned by the cache; the caller takes its own reference.
+ */
+static struct sp_relation *sc_out_rel(struct sc_build *bd)
+{
+    struct sp_script *s = bd->s;
+    for (int i = 0; i < SC_RELS_CACHE; i++) {
+        if (sc_rel_is(s->rels[i], bd)) {
+            return s->rels[i];
+        }
+    }
+    const struct sp_relation *rel = bd->in->ev->rel;
+    struct sp_relation *nr = sp_xcalloc(1, sizeof(*nr));
+    nr->oid = rel != NULL ? rel->oid : 0;
+    nr->version = rel != NULL ? rel->version : 0;
+    nr->schema = sp_xstrdup(rel != NULL ? rel->schema : "");
+    nr->table = sp_xstrdup(rel != NULL ? rel->table : "");
+    nr->replident = rel != NULL ? rel->replident : 'n';
+    nr->ncols = bd->ncols;
+    nr->cols = sp_xcalloc((size_t)(bd->ncols > 0 ? bd->ncols : 1), sizeof(*nr->cols));
+    struct sp_buf jn;
+    sp_buf_init(&jn);
+    for (int c = 0; c < bd->ncols; c++) {
+        struct sp_column *col = &nr->cols[c];
+        col->name = sp_xstrdup(bd->cols[c].name);
+        col->type_oid = bd->cols[c].type_oid;
+        col->typmod = bd->cols[c].typmod;
+        col->type = bd->cols[c].type;
+        col->key = bd->cols[c].key;
+        sp_buf_put_json_str(&jn, col->name, strlen(col->name));
+        sp_buf_putc(&jn, ':');
+        col->json_name_len = jn.len;
+        col->json_name = sp_buf_steal(&jn);
+    }
+    nr->refs = 1;
+    sp_relation_unref(s->rels[s->rels_next]);
+    s->rels[s->rels_next] = nr;
+    s->rels_next = (s->rels_next + 1) % SC_RELS_CACHE;
+    return nr;
+}
+
 static bool sc_op_from(const char *s, enum sp_op *op)
 {
     static const struct {
@@ -1215,27 +1308,7 @@ static int sc_build_event(struct sp_script *s, const struct sp_script_input *in,
     }
     struct sp_event *ev = sc_new_event(iev, op);
     if (rel != NULL || bd.ncols > 0) {
-        if (same_shape) {
-            ev->rel = sp_relation_ref((struct sp_relation *)rel);
-        } else {
-            struct sp_relation *nr = sp_xcalloc(1, sizeof(*nr));
-            nr->oid = rel != NULL ? rel->oid : 0;
-            nr->version = rel != NULL ? rel->version : 0;
-            nr->schema = sp_xstrdup(rel != NULL ? rel->schema : "");
-            nr->table = sp_xstrdup(rel != NULL ? rel->table : "");
-            nr->replident = rel != NULL ? rel->replident : 'n';
-            nr->ncols = bd.ncols;
-            nr->cols = sp_xcalloc((size_t)(bd.ncols > 0 ? bd.ncols : 1), sizeof(*nr->cols));
-            for (int c = 0; c < bd.ncols; c++) {
-                nr->cols[c].name = sp_xstrdup(bd.cols[c].name);
-                nr->cols[c].type_oid = bd.cols[c].type_oid;
-                nr->cols[c].typmod = bd.cols[c].typmod;
-                nr->cols[c].type = bd.cols[c].type;
-                nr->cols[c].key = bd.cols[c].key;
-            }
-            nr->refs = 1;
-            ev->rel = nr;
-        }
+        ev->rel = sp_relation_ref(same_shape ? (struct sp_relation *)rel : sc_out_rel(&bd));
     }
     if (bd.before != 0) {
         ev->before = sp_event_tuple(ev, bd.ncols);
@@ -1253,15 +1326,19 @@ static int sc_build_event(struct sp_script *s, const struct sp_script_input *in,
     }
 
     /* key: an override when it differs from the input's (or the columns changed) */
-    sc_rawfield(L, t, "key");
-    const char *why = NULL;
     sp_buf_reset(&s->buf);
-    if (!lua_isnil(L, -1) && sp_script_put_json(L, lua_gettop(L), &s->buf, 0, &why) != 0) {
+    if (s->key_state == SC_KEY_UNTOUCHED && lua_rawequal(L, t, SC_I_EVENT)) {
+        sp_buf_append(&s->buf, in->key != NULL ? in->key : "", in->key != NULL ? in->key_len : 0);
+    } else {
+        sc_rawfield(L, t, "key");
+        const char *why = NULL;
+        if (!lua_isnil(L, -1) && sp_script_put_json(L, lua_gettop(L), &s->buf, 0, &why) != 0) {
+            lua_pop(L, 1);
+            sp_event_free(ev);
+            return sc_ret_err(&bd, err, "a key holding %s", why);
+        }
         lua_pop(L, 1);
-        sp_event_free(ev);
-        return sc_ret_err(&bd, err, "a key holding %s", why);
     }
-    lua_pop(L, 1);
     bool key_same = s->buf.len == in->key_len &&
                     (in->key_len == 0 || memcmp(s->buf.data, in->key, in->key_len) == 0);
     if (!key_same || (bd.changed && !same_shape) || iev->key_override != NULL) {
@@ -1410,10 +1487,7 @@ static int sc_call_p(lua_State *L)
     lua_settop(L, 0);
     lua_pushcfunction(L, sc_msgh);                /* SC_I_MSGH */
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref); /* SC_I_FN */
-    c->rc = sc_push_event(s, c->in, c->err);      /* SC_I_EVENT .. SC_I_ORIG_KEY */
-    if (c->rc != 0) {
-        return 0;
-    }
+    sc_push_event(s, c->in); /* SC_I_EVENT .. SC_I_NAMES */
     lua_pushvalue(L, SC_I_FN);
     lua_pushvalue(L, SC_I_EVENT);
     sc_arm(s);

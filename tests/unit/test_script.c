@@ -477,7 +477,40 @@ static void source_is_made_when_read(void **state)
     }
 }
 
-/* A function that renames one field, called many times: every call gives one event. */
+/* event.key is made when read; set before or after reading, the returned one counts. */
+static void key_is_made_when_read(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        const char *body;
+        const char *key; /* the key override, NULL: none */
+        enum sp_script_verdict verdict;
+    } cases[] = {
+        {"assert(rawget(e, 'key') == nil); return e", NULL, SP_SCRIPT_UNCHANGED},
+        {"assert(e.key.id == 42 and rawget(e, 'key') == e.key); return e", NULL,
+         SP_SCRIPT_UNCHANGED},
+        {"e.key = nil; assert(e.key == nil); return e", "", SP_SCRIPT_CHANGED},
+        {"local k = e.key; e.key = nil; assert(e.key == nil); return e", "", SP_SCRIPT_CHANGED},
+        {"e.key = {id = 7}; return e", "{\"id\":7}", SP_SCRIPT_CHANGED},
+        {"e.key.id = 8; return e", "{\"id\":8}", SP_SCRIPT_CHANGED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char src[256];
+        snprintf(src, sizeof(src), "function transform(e) %s end", cases[i].body);
+        sp_script_free(f->s);
+        fx_inline(f, src);
+        if (fx_call(f) != 0) {
+            fail_msg("%s: %s", cases[i].body, f->err.msg);
+        }
+        assert_int_equal(f->res.verdict, cases[i].verdict);
+        if (cases[i].verdict == SP_SCRIPT_CHANGED) {
+            assert_int_equal(f->res.n, 1);
+            assert_non_null(f->res.out[0]->key_override);
+            assert_string_equal(f->res.out[0]->key_override, cases[i].key);
+        }
+    }
+}
+
 /* Rows are converted when read, yet behave as tables: pairs, next, a row kept past its call. */
 static void rows_behave_as_tables(void **state)
 {
@@ -534,6 +567,7 @@ static void rows_behave_as_tables(void **state)
     assert_string_equal(f->res.out[1]->id_override, "0/3E8:1.2");
 }
 
+/* A function that renames one field, called many times: every call gives one event. */
 static void rename_runs_fast_enough(void **state)
 {
     struct fx *f = *state;
@@ -577,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(memory_bomb_is_stopped_by_the_limit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(sandbox_has_no_io_os_load_or_debug, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(source_is_made_when_read, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(key_is_made_when_read, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(rows_behave_as_tables, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(rename_runs_fast_enough, fx_setup, fx_teardown),
     };
