@@ -418,7 +418,7 @@ enum {
     SC_I_EVENT,
     SC_I_ORIG_BEFORE, /* the row tables given to the script (script_row.h), or nil */
     SC_I_ORIG_AFTER,
-    SC_I_NAMES,    /* the names table of the event's relation, or nil */
+    SC_I_NAMES, /* the names table of the event's relation, or nil */
 };
 
 static void sc_set_str(lua_State *L, const char *name, const char *v)
@@ -621,7 +621,7 @@ struct sc_col {
     uint32_t type_oid;
     int32_t typmod;
     bool key;
-    bool has[2];           /* the returned after [0] and before [1] have a value */
+    bool has[2];            /* the returned after [0] and before [1] have a value */
     struct sc_same same[2]; /* and the input column it is unchanged */
 };
 
@@ -648,9 +648,7 @@ static int sc_ret_err(struct sc_build *bd, struct sp_err *err, const char *fmt, 
 /* The input row of an input row table's slot (NULL for 0). */
 static const struct sp_script_row *sc_in_row(const struct sc_build *bd, int img)
 {
-    return img == SC_I_ORIG_AFTER    ? bd->in->after
-           : img == SC_I_ORIG_BEFORE ? bd->in->before
-                                     : NULL;
+    return img == SC_I_ORIG_AFTER ? bd->in->after : img == SC_I_ORIG_BEFORE ? bd->in->before : NULL;
 }
 
 /* The view of an input row (SC_I_ORIG_BEFORE/AFTER), NULL when there is none. */
@@ -884,8 +882,8 @@ static bool sc_lookup(struct sc_build *bd, int img, const struct sc_col *col, in
     const struct sp_script_row_view *v = sc_view(bd, own);
     if (v != NULL) {
         int c = col->orig;
-        enum sp_script_row_state st = c >= 0 ? sp_script_row_view_col(L, v, c)
-                                              : sp_script_row_get(L, img, col->name, &c);
+        enum sp_script_row_state st =
+            c >= 0 ? sp_script_row_view_col(L, v, c) : sp_script_row_get(L, img, col->name, &c);
         switch (st) {
         case SP_SCRIPT_ROW_ABSENT:
             lua_pushnil(L);
@@ -1487,7 +1485,7 @@ static int sc_call_p(lua_State *L)
     lua_settop(L, 0);
     lua_pushcfunction(L, sc_msgh);                /* SC_I_MSGH */
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref); /* SC_I_FN */
-    sc_push_event(s, c->in); /* SC_I_EVENT .. SC_I_NAMES */
+    sc_push_event(s, c->in);                      /* SC_I_EVENT .. SC_I_NAMES */
     lua_pushvalue(L, SC_I_FN);
     lua_pushvalue(L, SC_I_EVENT);
     sc_arm(s);

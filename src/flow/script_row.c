@@ -16,8 +16,9 @@
  */
 #include "flow/script_row.h"
 
-#include <lauxlib.h>
 #include <stdint.h>
+
+#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -18,9 +18,10 @@
 #ifndef SIPHON_FLOW_SCRIPT_ROW_H
 #define SIPHON_FLOW_SCRIPT_ROW_H
 
+#include <stddef.h>
+
 #include <lua.h>
 #include <stdbool.h>
-#include <stddef.h>
 
 #include "core/event.h"
 #include "util/buf.h"

@@ -537,8 +537,10 @@ static void rows_behave_as_tables(void **state)
                  "  return {e, {op = 'c', after = e.after, key = e.key}}\n"
                  "end\n");
     char want[512];
-    snprintf(want, sizeof(want), "{\"id\":42,\"total\":%s,\"meta\":%s,\"created\":%s,\"note\":null,"
-             "\"extra\":1}", f->json[2], f->json[3], f->json[4]);
+    snprintf(want, sizeof(want),
+             "{\"id\":42,\"total\":%s,\"meta\":%s,\"created\":%s,\"note\":null,"
+             "\"extra\":1}",
+             f->json[2], f->json[3], f->json[4]);
     assert_int_equal(fx_call(f), 0);
     assert_int_equal(f->res.n, 1);
     fx_set_id(f, "7");
