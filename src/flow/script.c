@@ -848,6 +848,9 @@ static struct sc_same sc_same_as(struct sc_build *bd, int vidx, int prefer_img, 
                 continue;
             }
             for (int i = pass == 0 ? pref : 0; i < ncols; i++) {
+                if (pass == 0 && i != pref) {
+                    break;
+                }
                 if (row->json[i] == NULL || (pass == 1 && i == pref)) {
                     continue;
                 }
@@ -856,9 +859,6 @@ static struct sc_same sc_same_as(struct sc_build *bd, int vidx, int prefer_img, 
                 lua_pop(L, 1);
                 if (same && sc_json_same(bd, vidx, row, i)) {
                     return (struct sc_same){imgs[k], i};
-                }
-                if (pass == 0) {
-                    break;
                 }
             }
         }
