@@ -36,19 +36,17 @@
 #include <stdarg.h>
 
 #include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/plugin.h"
 #include "core/sinkconf.h"
+#include "util/file.h"
 #include "util/json.h"
 #include "util/time.h"
 #include "util/uuid.h"
@@ -172,14 +170,10 @@ static void nk_template_expand(const char *tpl, const struct sp_rec *r, struct s
 /* ---- the bearer token ---- */
 
 struct nk_token {
-    const char *file; /* from the conf, or NULL */
-    const char *env;  /* from the conf, or NULL */
-    char *value;      /* NULL: no Authorization header */
-    bool loaded;
-    dev_t dev;
-    ino_t ino;
-    struct timespec mtime;
-    off_t size;
+    const char *file;           /* from the conf, or NULL */
+    const char *env;            /* from the conf, or NULL */
+    char *value;                /* NULL: no Authorization header */
+    struct sp_file_stamp stamp; /* of the file as last read */
 };
 
 /*
@@ -205,37 +199,14 @@ static int nk_token_load(struct nk_token *t, bool force, struct sp_err *err)
     if (t->file == NULL) {
         return 0;
     }
-    struct stat sb;
-    if (stat(t->file, &sb) != 0) {
-        return sp_err_errno(err, errno, "could not read token_file %s", t->file);
-    }
-    if (!force && t->loaded && sb.st_dev == t->dev && sb.st_ino == t->ino &&
-        sb.st_mtim.tv_sec == t->mtime.tv_sec && sb.st_mtim.tv_nsec == t->mtime.tv_nsec &&
-        sb.st_size == t->size) {
-        return 0;
-    }
-    int fd = open(t->file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return sp_err_errno(err, errno, "could not read token_file %s", t->file);
-    }
-    char *buf = sp_xmalloc(NK_TOKEN_MAX + 1);
+    char *buf = NULL;
     size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, NK_TOKEN_MAX - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            free(buf);
-            return sp_err_errno(err, e, "could not read token_file %s", t->file);
-        }
-        if (n == 0 || (len += (size_t)n) == NK_TOKEN_MAX) {
-            break;
-        }
+    struct sp_file_stamp now;
+    int rc = sp_file_read_changed(t->file, "token_file", &t->stamp, force, NK_TOKEN_MAX, &buf, &len,
+                                  &now, err);
+    if (rc <= 0) {
+        return rc;
     }
-    close(fd);
     /* A mounted secret often ends with a newline; tokens never hold whitespace. */
     while (len > 0 && strchr(" \t\r\n", buf[len - 1]) != NULL) {
         len--;
@@ -253,11 +224,7 @@ static int nk_token_load(struct nk_token *t, bool force, struct sp_err *err)
     free(t->value);
     t->value = sp_xstrdup(buf + start);
     free(buf);
-    t->loaded = true;
-    t->dev = sb.st_dev;
-    t->ino = sb.st_ino;
-    t->mtime = sb.st_mtim;
-    t->size = sb.st_size;
+    t->stamp = now;
     return 0;
 }
 

@@ -13,15 +13,12 @@
 #include "sink/sigv4.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static const char sv_hex[] = "0123456789abcdef";
@@ -520,39 +517,16 @@ int sp_aws_creds_src_load(struct sp_aws_creds_src *cs, bool force, struct sp_err
     if (cs->file == NULL) {
         return sv_creds_from_env(cs, err);
     }
-    struct stat sb;
-    if (stat(cs->file, &sb) != 0) {
-        return sp_err_errno(err, errno, "could not read credentials file %s", cs->file);
-    }
-    if (!force && cs->loaded && sb.st_dev == cs->dev && sb.st_ino == cs->ino &&
-        sb.st_mtim.tv_sec == cs->mtime.tv_sec && sb.st_mtim.tv_nsec == cs->mtime.tv_nsec &&
-        sb.st_size == cs->size) {
-        return 0;
-    }
-    int fd = open(cs->file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return sp_err_errno(err, errno, "could not read credentials file %s", cs->file);
-    }
-    char *buf = sp_xmalloc(SV_CREDS_MAX);
+    char *buf = NULL;
     size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, SV_CREDS_MAX - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            free(buf);
-            return sp_err_errno(err, e, "could not read credentials file %s", cs->file);
-        }
-        if (n == 0 || (len += (size_t)n) == SV_CREDS_MAX) {
-            break;
-        }
+    struct sp_file_stamp now;
+    int rc = sp_file_read_changed(cs->file, "credentials file", &cs->stamp, force, SV_CREDS_MAX,
+                                  &buf, &len, &now, err);
+    if (rc <= 0) {
+        return rc;
     }
-    close(fd);
     struct sp_aws_creds c;
-    int rc = sp_aws_creds_parse(buf, len, cs->profile, cs->file, &c, err);
+    rc = sp_aws_creds_parse(buf, len, cs->profile, cs->file, &c, err);
     OPENSSL_cleanse(buf, len);
     free(buf);
     if (rc != 0) {
@@ -563,9 +537,6 @@ int sp_aws_creds_src_load(struct sp_aws_creds_src *cs, bool force, struct sp_err
     sp_aws_creds_fini(&cs->creds);
     cs->creds = c;
     cs->loaded = true;
-    cs->dev = sb.st_dev;
-    cs->ino = sb.st_ino;
-    cs->mtime = sb.st_mtim;
-    cs->size = sb.st_size;
+    cs->stamp = now;
     return changed ? 1 : 0;
 }

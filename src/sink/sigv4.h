@@ -16,11 +16,11 @@
 #include <stdint.h>
 
 #include <stdbool.h>
-#include <sys/types.h>
 #include <time.h>
 
 #include "core/err.h"
 #include "util/buf.h"
+#include "util/file.h"
 
 #define SP_SHA256_LEN     32
 #define SP_SHA256_HEX_LEN 64 /* without the NUL */
@@ -125,10 +125,7 @@ struct sp_aws_creds_src {
     char *origin;              /* for messages: "the environment", "<file>, profile \"<p>\"" */
     struct sp_aws_creds creds; /* current, once loaded */
     bool loaded;
-    dev_t dev; /* of the file as last read */
-    ino_t ino;
-    struct timespec mtime;
-    off_t size;
+    struct sp_file_stamp stamp; /* of the file as last read */
 };
 
 /* Decides the source; SP_EINVAL when there is none. file and profile may be NULL. */
