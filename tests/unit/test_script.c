@@ -511,6 +511,37 @@ static void key_is_made_when_read(void **state)
     }
 }
 
+/* A row copied into a plain table keeps its values' types; cleared in a loop, it is empty. */
+static void a_row_copied_and_cleared_in_loops(void **state)
+{
+    struct fx *f = *state;
+    fx_inline(f, "function transform(e)\n"
+                 "  local copy = {}\n"
+                 "  for k, v in pairs(e.after) do copy[k] = v end\n"
+                 "  for k in pairs(e.after) do e.after[k] = nil end\n"
+                 "  assert(next(e.after) == nil and e.after.id == nil)\n"
+                 "  copy.extra = true\n"
+                 "  return {op = 'c', after = copy, key = e.key}\n"
+                 "end\n");
+    if (fx_call(f) != 0) {
+        fail_msg("%s", f->err.msg);
+    }
+    assert_int_equal(f->res.n, 1);
+    const struct sp_event *ev = f->res.out[0];
+    assert_int_equal(ev->rel->ncols, NCOLS + 1);
+    assert_string_equal(ev->rel->cols[NCOLS].name, "extra");
+    assert_int_equal(ev->rel->cols[NCOLS].type_oid, 16);
+    for (int i = 0; i < NCOLS; i++) {
+        assert_string_equal(ev->rel->cols[i].name, cols[i].name);
+        assert_int_equal(ev->rel->cols[i].type_oid, cols[i].oid);
+        if (cols[i].text == NULL) {
+            assert_int_equal(ev->after->cols[i].kind, SP_DATUM_NULL);
+        } else {
+            assert_string_equal(ev->after->cols[i].data, cols[i].text);
+        }
+    }
+}
+
 /* Rows are converted when read, yet behave as tables: pairs, next, a row kept past its call. */
 static void rows_behave_as_tables(void **state)
 {
@@ -615,6 +646,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(source_is_made_when_read, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(key_is_made_when_read, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(rows_behave_as_tables, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(a_row_copied_and_cleared_in_loops, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(rename_runs_fast_enough, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("script", tests, NULL, NULL);
