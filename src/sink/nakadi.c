@@ -36,16 +36,15 @@
 #include <stdarg.h>
 
 #include <curl/curl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/plugin.h"
 #include "core/sinkconf.h"
+#include "sink/http.h"
 #include "util/file.h"
 #include "util/json.h"
 #include "util/time.h"
@@ -278,14 +277,6 @@ struct nk_state {
     struct sp_buf tmp;
 };
 
-static pthread_once_t nk_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode nk_curl_init_rc;
-
-static void nk_curl_init(void)
-{
-    nk_curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void nk_group_free(struct nk_group *g)
 {
     for (size_t i = 0; i < g->nitems; i++) {
@@ -326,10 +317,9 @@ static int nk_state_new(struct sp_sink *sk, struct nk_state **out, struct sp_err
         sp_err_hint(err, "keep one of them");
         return SP_EINVAL;
     }
-    pthread_once(&nk_curl_once, nk_curl_init);
-    if (nk_curl_init_rc != CURLE_OK) {
-        return sp_err_set(err, SP_EIO, "libcurl could not be initialised: %s",
-                          curl_easy_strerror(nk_curl_init_rc));
+    int rc = sp_http_init(err);
+    if (rc != 0) {
+        return rc;
     }
     struct nk_state *st = sp_xcalloc(1, sizeof(*st));
     st->conf = conf;
@@ -381,37 +371,18 @@ static void nk_state_free(struct nk_state *st)
 
 /* ---- HTTP plumbing ---- */
 
-static size_t nk_on_body(char *p, size_t size, size_t n, void *ctx)
-{
-    struct sp_buf *b = ctx;
-    /* Answers are small; a runaway one is cut, not buffered. */
-    if (b->len < 4 * 1024 * 1024) {
-        sp_buf_append(b, p, size * n);
-    }
-    return size * n;
-}
-
 static size_t nk_on_header(char *p, size_t size, size_t n, void *ctx)
 {
     struct nk_group *g = ctx;
     size_t len = size * n;
-    static const char name[] = "retry-after:";
-    if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
-        char v[128];
-        size_t vl = len - (sizeof(name) - 1);
-        if (vl >= sizeof(v)) {
-            vl = sizeof(v) - 1;
-        }
-        memcpy(v, p + sizeof(name) - 1, vl);
-        v[vl] = '\0';
-        v[strcspn(v, "\r\n")] = '\0';
-        char *s = v + strspn(v, " \t");
+    char v[128];
+    if (sp_http_header_value(p, len, "retry-after", v, sizeof(v))) {
         char *end = NULL;
-        long secs = strtol(s, &end, 10);
-        if (end != s && *end == '\0' && secs >= 0) {
+        long secs = strtol(v, &end, 10);
+        if (end != v && *end == '\0' && secs >= 0) {
             g->retry_after_ms = (int64_t)secs * 1000;
         } else {
-            time_t when = curl_getdate(s, NULL);
+            time_t when = curl_getdate(v, NULL);
             if (when >= 0) {
                 int64_t ms = ((int64_t)when - (int64_t)time(NULL)) * 1000;
                 g->retry_after_ms = ms > 0 ? ms : 0;
@@ -425,15 +396,8 @@ static size_t nk_on_header(char *p, size_t size, size_t n, void *ctx)
 static int nk_easy_common(struct nk_state *st, CURL *e, struct curl_slist **hdrs)
 {
     const struct nakadi_conf *conf = st->conf;
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf->request_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, conf->tls_verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, conf->tls_verify ? 2L : 0L);
-    if (conf->ca_file != NULL) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file);
-    }
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "siphon/" SP_VERSION);
+    sp_http_easy_common(e, conf->connect_timeout_ms, conf->request_timeout_ms, conf->tls_verify,
+                        conf->ca_file);
     *hdrs = curl_slist_append(*hdrs, "Accept: application/json, application/problem+json");
     if (st->tok.value != NULL) {
         sp_buf_reset(&st->tmp);
@@ -775,7 +739,7 @@ static void nk_send(struct sp_sink *sk, struct nk_group *g)
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, g->body.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)g->body.len);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, nk_on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sp_http_on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &g->resp);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, nk_on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, g);
@@ -1021,21 +985,15 @@ static int64_t nk_kick(struct sp_sink *sk)
     return next;
 }
 
+static void nk_done(void *sk, void *group, CURLcode cc)
+{
+    nk_finish(sk, group, cc);
+}
+
 static void nk_drive(struct sp_sink *sk)
 {
     struct nk_state *st = sk->state;
-    int running = 0;
-    curl_multi_perform(st->multi, &running);
-    CURLMsg *m;
-    int left = 0;
-    while ((m = curl_multi_info_read(st->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE) {
-            continue;
-        }
-        struct nk_group *g = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&g);
-        nk_finish(sk, g, m->data.result);
-    }
+    sp_http_drive(st->multi, nk_done, sk);
 }
 
 /* ---- ops ---- */
@@ -1166,7 +1124,7 @@ static int nakadi_check(struct sp_sink *sk, struct sp_err *err)
     nk_easy_common(st, e, &hdrs);
     curl_easy_setopt(e, CURLOPT_URL, url.data);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, nk_on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sp_http_on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &resp);
     CURLcode cc = curl_easy_perform(e);
     long status = 0;

@@ -45,15 +45,14 @@
 #include <stdarg.h>
 
 #include <curl/curl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "core/plugin.h"
 #include "core/sinkconf.h"
+#include "sink/http.h"
 #include "sink/sigv4.h"
 #include "util/json.h"
 #include "util/lsn.h"
@@ -62,8 +61,7 @@
 #define SQS_IDLE_POLL_MS  5 /* poll's wait when nothing is in flight */
 #define SQS_DETAIL_MAX    300
 #define SQS_ID_MAX        128 /* MessageGroupId, MessageDeduplicationId */
-#define SQS_RESP_MAX      ((size_t)4 * 1024 * 1024)
-#define SQS_ENTRIES_LIMIT 10 /* SendMessageBatch's limit */
+#define SQS_ENTRIES_LIMIT 10  /* SendMessageBatch's limit */
 
 enum sqs_fifo { SQS_FIFO_AUTO = 0, SQS_FIFO_TRUE, SQS_FIFO_FALSE };
 static const char *const sqs_fifo_names[] = {"auto", "true", "false", NULL};
@@ -189,14 +187,6 @@ struct sqs_state {
     bool warned_dest;
     struct sp_buf tmp;
 };
-
-static pthread_once_t sqs_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode sqs_curl_init_rc;
-
-static void sqs_curl_init(void)
-{
-    sqs_curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* The environment variable's value, or NULL when unset or empty. */
 static const char *sqs_env(const char *name)
@@ -324,10 +314,7 @@ static int sqs_state_new(struct sp_sink *sk, struct sqs_state **out, struct sp_e
         sp_err_hint(err, "set queue (the name) or queue_url");
         return SP_EINVAL;
     }
-    pthread_once(&sqs_curl_once, sqs_curl_init);
-    if (sqs_curl_init_rc != CURLE_OK) {
-        sp_err_set(err, SP_EIO, "libcurl could not be initialised: %s",
-                   curl_easy_strerror(sqs_curl_init_rc));
+    if (sp_http_init(err) != 0) {
         return SP_EIO;
     }
     struct sqs_state *st = sp_xcalloc(1, sizeof(*st));
@@ -423,37 +410,11 @@ static int sqs_creds_load(struct sqs_state *st, bool force, struct sp_err *err)
 
 /* ---- HTTP plumbing ---- */
 
-static size_t sqs_on_body(char *p, size_t size, size_t n, void *ctx)
-{
-    struct sqs_http *h = ctx;
-    /* Answers are small; a runaway one is cut, not buffered. */
-    if (h->resp.len < SQS_RESP_MAX) {
-        sp_buf_append(&h->resp, p, size * n);
-    }
-    return size * n;
-}
-
 static size_t sqs_on_header(char *p, size_t size, size_t n, void *ctx)
 {
     struct sqs_http *h = ctx;
     size_t len = size * n;
-    static const char name[] = "x-amzn-query-error:";
-    if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
-        const char *v = p + sizeof(name) - 1;
-        size_t vl = len - (sizeof(name) - 1);
-        while (vl > 0 && (*v == ' ' || *v == '\t')) {
-            v++;
-            vl--;
-        }
-        while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ')) {
-            vl--;
-        }
-        if (vl >= sizeof(h->query_error)) {
-            vl = sizeof(h->query_error) - 1;
-        }
-        memcpy(h->query_error, v, vl);
-        h->query_error[vl] = '\0';
-    }
+    sp_http_header_value(p, len, "x-amzn-query-error", h->query_error, sizeof(h->query_error));
     return len;
 }
 
@@ -502,24 +463,17 @@ static int sqs_easy_prepare(struct sqs_state *st, CURL *e, const char *target,
     *hdrs = curl_slist_append(*hdrs, "Expect:"); /* no 100-continue round trip */
     sp_buf_fini(&auth);
     free(xtarget);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    sp_http_easy_common(e, conf->connect_timeout_ms, conf->request_timeout_ms, conf->tls_verify,
+                        conf->ca_file);
     curl_easy_setopt(e, CURLOPT_URL, st->endpoint);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf->request_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, conf->tls_verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, conf->tls_verify ? 2L : 0L);
-    if (conf->ca_file != NULL) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file);
-    }
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "siphon/" SP_VERSION);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body->data != NULL ? body->data : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
     sp_buf_reset(&h->resp);
     h->query_error[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sqs_on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sp_http_on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &h->resp);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, sqs_on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, h);
     return 0;
@@ -1305,21 +1259,15 @@ static void sqs_finish(struct sp_sink *sk, struct sqs_job *job, CURLcode cc)
     sqs_advance(sk, job);
 }
 
+static void sqs_done(void *sk, void *job, CURLcode cc)
+{
+    sqs_finish(sk, job, cc);
+}
+
 static void sqs_drive(struct sp_sink *sk)
 {
     struct sqs_state *st = sk->state;
-    int running = 0;
-    curl_multi_perform(st->multi, &running);
-    CURLMsg *m;
-    int left = 0;
-    while ((m = curl_multi_info_read(st->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE) {
-            continue;
-        }
-        struct sqs_job *job = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&job);
-        sqs_finish(sk, job, m->data.result);
-    }
+    sp_http_drive(st->multi, sqs_done, sk);
 }
 
 /* ---- ops ---- */
