@@ -12,15 +12,14 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "lib/http_server.h"
 #include "util/buf.h"
 #include "util/hash.h"
 #include "util/json.h"
@@ -49,8 +48,7 @@ struct nks_eid {
 };
 
 struct sp_nk_server {
-    struct MHD_Daemon *d;
-    char url[64];
+    struct sp_http_server *http;
     pthread_mutex_t mu;
     struct nks_type types[NKS_MAX_TYPES];
     int ntypes;
@@ -71,18 +69,6 @@ struct sp_nk_server {
     size_t nreqs;
     size_t reqs_cap;
 };
-
-struct nks_conn {
-    struct sp_buf body;
-    bool too_big;
-};
-
-static int64_t nks_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct nks_type *nks_type(struct sp_nk_server *s, const char *name, size_t len)
 {
@@ -413,13 +399,14 @@ static void nks_log_request(struct sp_nk_server *s, int64_t at, int status, size
         s->reqs = realloc(s->reqs, s->reqs_cap * sizeof(*s->reqs));
     }
     s->reqs[s->nreqs++] = (struct sp_nk_request){
-        .at_ms = at, .answered_ms = nks_now_ms(), .status = status, .nevents = nevents};
+        .at_ms = at, .answered_ms = sp_http_server_now_ms(), .status = status, .nevents = nevents};
 }
 
-static enum MHD_Result nks_handle(struct sp_nk_server *s, struct MHD_Connection *c, const char *url,
-                                  const char *method, struct nks_conn *cc)
+static enum MHD_Result nks_handle(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const struct sp_buf *body, bool too_big)
 {
-    int64_t at = nks_now_ms();
+    struct sp_nk_server *s = cls;
+    int64_t at = sp_http_server_now_ms();
     pthread_mutex_lock(&s->mu);
     int delay = 0;
     if (s->delay_count > 0) {
@@ -499,11 +486,11 @@ static enum MHD_Result nks_handle(struct sp_nk_server *s, struct MHD_Connection 
     } else if (t->forbidden) {
         status = 403;
         sp_buf_printf(&out, "application is not authorized to publish to event type %s", t->name);
-    } else if (cc->too_big) {
+    } else if (too_big) {
         status = 413;
         sp_buf_puts(&out, "request too large");
     } else {
-        status = nks_publish(s, t, &cc->body, &out, &nevents);
+        status = nks_publish(s, t, body, &out, &nevents);
     }
     nks_log_request(s, at, status, nevents);
     pthread_mutex_unlock(&s->mu);
@@ -518,45 +505,6 @@ static enum MHD_Result nks_handle(struct sp_nk_server *s, struct MHD_Connection 
     return rc;
 }
 
-static enum MHD_Result nks_access(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
-{
-    (void)version;
-    struct sp_nk_server *s = cls;
-    struct nks_conn *cc = *con_cls;
-    if (cc == NULL) {
-        cc = calloc(1, sizeof(*cc));
-        sp_buf_init(&cc->body);
-        *con_cls = cc;
-        return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
-        if (cc->body.len + *upload_data_size > NKS_MAX_BODY) {
-            cc->too_big = true;
-        } else {
-            sp_buf_append(&cc->body, upload_data, *upload_data_size);
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    return nks_handle(s, c, url, method, cc);
-}
-
-static void nks_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                          enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)c;
-    (void)toe;
-    struct nks_conn *cc = *con_cls;
-    if (cc != NULL) {
-        sp_buf_fini(&cc->body);
-        free(cc);
-        *con_cls = NULL;
-    }
-}
-
 /* ---- lifecycle and controls ---- */
 
 struct sp_nk_server *sp_nk_server_start(void)
@@ -564,23 +512,7 @@ struct sp_nk_server *sp_nk_server_start(void)
     struct sp_nk_server *s = calloc(1, sizeof(*s));
     assert_non_null(s);
     pthread_mutex_init(&s->mu, NULL);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = 0;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, nks_access, s, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED,
-        nks_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_END);
-    if (s->d == NULL) {
-        pthread_mutex_destroy(&s->mu);
-        free(s);
-        fail_msg("could not start the Nakadi test server");
-        return NULL; /* not reached: fail_msg does not return */
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%u", (unsigned)info->port);
+    s->http = sp_http_server_start("Nakadi", NKS_MAX_BODY, nks_handle, s);
     return s;
 }
 
@@ -589,7 +521,7 @@ void sp_nk_server_stop(struct sp_nk_server *s)
     if (s == NULL) {
         return;
     }
-    MHD_stop_daemon(s->d);
+    sp_http_server_stop(s->http);
     for (int i = 0; i < s->ntypes; i++) {
         struct nks_type *t = &s->types[i];
         sp_nk_events_free(t->ev, t->n);
@@ -617,7 +549,7 @@ void sp_nk_server_stop(struct sp_nk_server *s)
 
 const char *sp_nk_server_url(const struct sp_nk_server *s)
 {
-    return s->url;
+    return sp_http_server_url(s->http);
 }
 
 void sp_nk_server_add_type(struct sp_nk_server *s, const char *name, const char *category,

@@ -14,9 +14,7 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/http_server.h"
 #include "sink/sigv4.h"
 #include "util/buf.h"
 #include "util/hash.h"
@@ -58,8 +57,7 @@ struct sqss_status {
 };
 
 struct sp_sqs_server {
-    struct MHD_Daemon *d;
-    char url[64];
+    struct sp_http_server *http;
     char *region;
     char *access_key;
     char *secret;
@@ -83,18 +81,6 @@ struct sp_sqs_server {
     size_t nanswers;
     size_t answers_cap;
 };
-
-struct sqss_conn {
-    struct sp_buf body;
-    bool too_big;
-};
-
-static int64_t sqss_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct sqss_queue *sqss_queue(struct sp_sqs_server *s, const char *name, size_t len)
 {
@@ -263,7 +249,7 @@ static const char *sqss_check_signature(struct sp_sqs_server *s, struct MHD_Conn
 
 static void sqss_queue_url(const struct sp_sqs_server *s, const char *name, struct sp_buf *out)
 {
-    sp_buf_printf(out, "%s/000000000000/%s", s->url, name);
+    sp_buf_printf(out, "%s/000000000000/%s", sp_http_server_url(s->http), name);
 }
 
 /* The queue a QueueUrl names (its last path segment), or NULL. Under s->mu. */
@@ -609,7 +595,7 @@ static enum MHD_Result sqss_send_batch(struct sp_sqs_server *s, struct MHD_Conne
     struct sp_buf failed;
     sp_buf_init(&ok);
     sp_buf_init(&failed);
-    int64_t now = sqss_now_ms();
+    int64_t now = sp_http_server_now_ms();
     pthread_mutex_lock(&s->mu);
     s->stats.batches++;
     s->stats.entries += n;
@@ -645,9 +631,10 @@ static enum MHD_Result sqss_send_batch(struct sp_sqs_server *s, struct MHD_Conne
 
 /* ---- requests ---- */
 
-static enum MHD_Result sqss_handle(struct sp_sqs_server *s, struct MHD_Connection *c,
-                                   const char *url, const char *method, struct sqss_conn *cc)
+static enum MHD_Result sqss_handle(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const struct sp_buf *body, bool too_big)
 {
+    struct sp_sqs_server *s = cls;
     pthread_mutex_lock(&s->mu);
     s->stats.requests++;
     int delay = 0;
@@ -663,11 +650,11 @@ static enum MHD_Result sqss_handle(struct sp_sqs_server *s, struct MHD_Connectio
     if (strcmp(method, "POST") != 0 || strcmp(url, "/") != 0) {
         return sqss_error(s, c, 404, "UnknownOperationException", NULL, "Not found.");
     }
-    if (cc->too_big) {
+    if (too_big) {
         return sqss_error(s, c, 413, "RequestEntityTooLarge", NULL, "Request too large.");
     }
     const char *msg = NULL;
-    const char *bad = sqss_check_signature(s, c, url, &cc->body, &msg);
+    const char *bad = sqss_check_signature(s, c, url, body, &msg);
     if (bad != NULL) {
         return sqss_error(s, c, 403, bad, NULL, msg);
     }
@@ -677,7 +664,7 @@ static enum MHD_Result sqss_handle(struct sp_sqs_server *s, struct MHD_Connectio
         return sqss_error(s, c, 400, "InvalidParameterValue", NULL,
                           "Content-Type must be application/x-amz-json-1.0.");
     }
-    struct sp_json_span req = {cc->body.data != NULL ? cc->body.data : "", cc->body.len};
+    struct sp_json_span req = {body->data != NULL ? body->data : "", body->len};
     if (!sp_json_valid(req.p, req.len) || req.p[0] != '{') {
         return sqss_error(s, c, 400, "SerializationException", NULL, "Malformed JSON body.");
     }
@@ -701,45 +688,6 @@ static enum MHD_Result sqss_handle(struct sp_sqs_server *s, struct MHD_Connectio
                       "The action or operation requested is invalid.");
 }
 
-static enum MHD_Result sqss_access(void *cls, struct MHD_Connection *c, const char *url,
-                                   const char *method, const char *version, const char *upload_data,
-                                   size_t *upload_data_size, void **con_cls)
-{
-    (void)version;
-    struct sp_sqs_server *s = cls;
-    struct sqss_conn *cc = *con_cls;
-    if (cc == NULL) {
-        cc = calloc(1, sizeof(*cc));
-        sp_buf_init(&cc->body);
-        *con_cls = cc;
-        return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
-        if (cc->body.len + *upload_data_size > SQSS_MAX_BODY) {
-            cc->too_big = true;
-        } else {
-            sp_buf_append(&cc->body, upload_data, *upload_data_size);
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    return sqss_handle(s, c, url, method, cc);
-}
-
-static void sqss_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                           enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)c;
-    (void)toe;
-    struct sqss_conn *cc = *con_cls;
-    if (cc != NULL) {
-        sp_buf_fini(&cc->body);
-        free(cc);
-        *con_cls = NULL;
-    }
-}
-
 /* ---- lifecycle and controls ---- */
 
 struct sp_sqs_server *sp_sqs_server_start(const char *region, const char *access_key,
@@ -751,21 +699,7 @@ struct sp_sqs_server *sp_sqs_server_start(const char *region, const char *access
     s->region = strdup(region);
     s->access_key = strdup(access_key);
     s->secret = strdup(secret);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = 0;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, sqss_access, s, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED,
-        sqss_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_END);
-    if (s->d == NULL) {
-        fail_msg("could not start the SQS test server");
-        return NULL; /* not reached: fail_msg does not return */
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%u", (unsigned)info->port);
+    s->http = sp_http_server_start("SQS", SQSS_MAX_BODY, sqss_handle, s);
     return s;
 }
 
@@ -774,7 +708,7 @@ void sp_sqs_server_stop(struct sp_sqs_server *s)
     if (s == NULL) {
         return;
     }
-    MHD_stop_daemon(s->d);
+    sp_http_server_stop(s->http);
     for (int i = 0; i < s->nqueues; i++) {
         struct sqss_queue *q = &s->queues[i];
         sp_sqs_msgs_free(q->msgs, q->n);
@@ -802,7 +736,7 @@ void sp_sqs_server_stop(struct sp_sqs_server *s)
 
 const char *sp_sqs_server_url(const struct sp_sqs_server *s)
 {
-    return s->url;
+    return sp_http_server_url(s->http);
 }
 
 void sp_sqs_server_add_queue(struct sp_sqs_server *s, const char *name)
