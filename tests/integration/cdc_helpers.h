@@ -138,6 +138,21 @@ static CDC_UNUSED struct sp_proc *cdc_siphon_start(const char *config, const cha
     return sp_test_proc_start(argv, log_path, log_path);
 }
 
+/* `siphon check -c config`: its exit status (waiting up to timeout_ms); *out gets stdout and
+ * stderr (malloc'd), also kept in <config>.check.out. */
+static CDC_UNUSED int cdc_siphon_check(const char *config, int timeout_ms, char **out)
+{
+    char *path = sp_test_asprintf("%s.check.out", config);
+    const char *argv[] = {sp_test_siphon_bin(), "check", "-c", config, NULL};
+    struct sp_proc *p = sp_test_proc_start(argv, path, path);
+    int st = sp_test_proc_wait(p, timeout_ms);
+    sp_test_proc_free(p);
+    *out = sp_test_read_file(path, NULL);
+    assert_non_null(*out);
+    free(path);
+    return st;
+}
+
 /* How many times needle occurs in the file (0 when it cannot be read). */
 static CDC_UNUSED size_t cdc_count_in_file(const char *path, const char *needle)
 {
@@ -301,6 +316,18 @@ static CDC_UNUSED bool cdc_wait_slot_inactive(PGconn *c, const char *slot, int t
                                   slot);
 }
 
+/* Drops slot (NULL: none) if it exists, once no walsender holds it: one may outlive siphon
+ * by a moment. */
+static CDC_UNUSED void cdc_drop_slot(PGconn *c, const char *slot)
+{
+    if (slot != NULL && cdc_wait_slot_inactive(c, slot, 10000)) {
+        sp_test_sql(c,
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    "WHERE slot_name = '%s'",
+                    slot);
+    }
+}
+
 /* ---- statements that run while the test goes on ---------------------------- */
 
 /* Opens a connection and sends sql on it without waiting for the result. */
@@ -380,6 +407,15 @@ struct cdc_output {
     bool partial_tail; /* the file ends with bytes after the last '\n' */
     size_t bytes;
 };
+
+/* The number at path of json; fails the test when json has nothing there (sp_test_json_get). */
+static CDC_UNUSED long cdc_json_get_long(const char *json, const char *path)
+{
+    char *s = sp_test_json_get(json, path);
+    long v = strtol(s, NULL, 10);
+    free(s);
+    return v;
+}
 
 static CDC_UNUSED bool cdc_json_long(const char *line, const char *path, long *out)
 {

@@ -116,16 +116,9 @@ static int test_cleanup(void **state)
         sp_test_proc_free(fx->proc);
         fx->proc = NULL;
     }
-    if (fx->slot != NULL) {
-        if (cdc_wait_slot_inactive(fx->conn, fx->slot, 10000)) {
-            sp_test_sql(fx->conn,
-                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                        "WHERE slot_name = '%s'",
-                        fx->slot);
-        }
-        free(fx->slot);
-        fx->slot = NULL;
-    }
+    cdc_drop_slot(fx->conn, fx->slot);
+    free(fx->slot);
+    fx->slot = NULL;
     for (int b = 1; b <= NBROKERS; b++) {
         rd_kafka_mock_broker_set_up(fx->mc, b);
     }

@@ -65,12 +65,7 @@ static int test_cleanup(void **state)
         sp_test_proc_free(fx->proc);
         fx->proc = NULL;
     }
-    if (fx->slot != NULL && cdc_wait_slot_inactive(fx->conn, fx->slot, 10000)) {
-        sp_test_sql(fx->conn,
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE slot_name = '%s'",
-                    fx->slot);
-    }
+    cdc_drop_slot(fx->conn, fx->slot);
     sp_nk_server_stop(fx->srv);
     fx->srv = NULL;
     free(fx->name);
@@ -177,9 +172,8 @@ static void setup_test(struct fixture *fx, const char *name, const char *tables_
 
 static void siphon_start(struct fixture *fx, bool truncate_log)
 {
-    const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, NULL};
     char *log = truncate_log ? strdup(fx->log) : sp_test_asprintf("%s.2", fx->log);
-    fx->proc = sp_test_proc_start(argv, log, log);
+    fx->proc = cdc_siphon_start(fx->cfg, log);
     if (!cdc_wait_log(log, "streaming from slot", 1, WAIT_START_MS) ||
         !sp_test_proc_alive(fx->proc)) {
         free(log);
@@ -252,14 +246,6 @@ static void delivery_free(struct delivery *d)
     memset(d, 0, sizeof(*d));
 }
 
-static long json_long(const char *json, const char *path)
-{
-    char *s = sp_test_json_get(json, path);
-    long v = strtol(s, NULL, 10);
-    free(s);
-    return v;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     const struct version *x = a;
@@ -308,9 +294,9 @@ static void load_delivery(struct fixture *fx, struct delivery *d)
         v->eid = d->ev[i].eid;
         v->json = d->ev[i].json;
         v->partition = d->ev[i].partition;
-        v->id = json_long(v->json, "data.id");
-        v->v = json_long(v->json, "data.v");
-        v->n = json_long(v->json, "data.n");
+        v->id = cdc_json_get_long(v->json, "data.id");
+        v->v = cdc_json_get_long(v->json, "data.v");
+        v->n = cdc_json_get_long(v->json, "data.n");
     }
     free(first);
 }
@@ -462,7 +448,7 @@ static void validation_rejects_go_to_dead_letters(void **state)
         char *flag = sp_test_json_get(lines[i], "event.data.flag");
         assert_string_equal(flag, "bad");
         free(flag);
-        assert_int_equal(json_long(lines[i], "event.data.id") % 10, 3);
+        assert_int_equal(cdc_json_get_long(lines[i], "event.data.id") % 10, 3);
     }
     sp_test_free_lines(lines);
     assert_true(sp_nk_server_status_count(fx->srv, 422) > 0);
@@ -668,20 +654,6 @@ static void set_event_type(struct fixture *fx, const char *from, const char *to)
     free(cfg);
 }
 
-/* `siphon check -c cfg`: exit code; *out gets its output (malloc'd). */
-static int siphon_check(struct fixture *fx, char **out)
-{
-    char *path = sp_test_asprintf("%s.check.out", fx->cfg);
-    const char *argv[] = {sp_test_siphon_bin(), "check", "-c", fx->cfg, NULL};
-    struct sp_proc *p = sp_test_proc_start(argv, path, path);
-    int st = sp_test_proc_wait(p, WAIT_EXIT_MS);
-    sp_test_proc_free(p);
-    *out = sp_test_read_file(path, NULL);
-    assert_non_null(*out);
-    free(path);
-    return st;
-}
-
 /* `siphon check` asks the server for the event type: present passes, absent fails with why. */
 static void check_asks_for_the_event_type(void **state)
 {
@@ -689,7 +661,7 @@ static void check_asks_for_the_event_type(void **state)
     setup_test(fx, "check", NULL, false, NULL);
     set_event_type(fx, "test.{table}", "test.t_check");
     char *out = NULL;
-    int st = siphon_check(fx, &out);
+    int st = cdc_siphon_check(fx->cfg, WAIT_EXIT_MS, &out);
     if (st != 0 || strstr(out, "sink nakadi \"bus\"") == NULL) {
         fprintf(stderr, "exit %d:\n%s\n", st, out);
         free(out);
@@ -698,7 +670,7 @@ static void check_asks_for_the_event_type(void **state)
     free(out);
 
     set_event_type(fx, "test.t_check", "nothere.xx");
-    st = siphon_check(fx, &out);
+    st = cdc_siphon_check(fx->cfg, WAIT_EXIT_MS, &out);
     bool ok = st != 0 && strstr(out, "event type \"nothere.xx\" does not exist") != NULL;
     if (!ok) {
         fprintf(stderr, "exit %d:\n%s\n", st, out);

@@ -118,12 +118,7 @@ static int test_cleanup(void **state)
         PQfinish(fx->gen);
         fx->gen = NULL;
     }
-    if (fx->slot != NULL && cdc_wait_slot_inactive(fx->conn, fx->slot, 10000)) {
-        sp_test_sql(fx->conn,
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE slot_name = '%s'",
-                    fx->slot);
-    }
+    cdc_drop_slot(fx->conn, fx->slot);
     if (fx->rc != NULL) {
         redisFree(fx->rc);
         fx->rc = NULL;
@@ -432,21 +427,6 @@ static void siphon_stop_clean(struct fixture *fx)
         snprintf(msg, sizeof(msg), "siphon exited with %d after SIGTERM", st);
         siphon_fail(fx, msg);
     }
-}
-
-/* `siphon check -c cfg`: exit code; *out gets stdout and stderr (malloc'd). */
-static int siphon_check(struct fixture *fx, const char *cfg, char **out)
-{
-    char *path = sp_test_asprintf("%s.check.out", cfg);
-    const char *argv[] = {sp_test_siphon_bin(), "check", "-c", cfg, NULL};
-    struct sp_proc *p = sp_test_proc_start(argv, path, path);
-    int st = sp_test_proc_wait(p, WAIT_EXIT_MS);
-    sp_test_proc_free(p);
-    *out = sp_test_read_file(path, NULL);
-    assert_non_null(*out);
-    free(path);
-    (void)fx;
-    return st;
 }
 
 struct xlen_wait {
@@ -913,7 +893,7 @@ static void acl_user_password_db_noperm_and_check(void **state)
     free(opts);
 
     char *out = NULL;
-    int st = siphon_check(fx, fx->cfg, &out);
+    int st = cdc_siphon_check(fx->cfg, WAIT_EXIT_MS, &out);
     if (st != 0 || strstr(out, "sink redis \"bus\"") == NULL || strstr(out, "reachable") == NULL) {
         fprintf(stderr, "%s\n", out);
         fail_msg("siphon check exited with %d", st);
@@ -974,7 +954,7 @@ static void acl_user_password_db_noperm_and_check(void **state)
                             port);
     char *bad = write_other_config(fx, "acl_bad", "public.ok_t5", opts);
     free(opts);
-    st = siphon_check(fx, bad, &out);
+    st = cdc_siphon_check(bad, WAIT_EXIT_MS, &out);
     if (st != 1 || strstr(out, "AUTH failed: WRONGPASS") == NULL || strstr(out, "hint:") == NULL) {
         fprintf(stderr, "%s\n", out);
         fail_msg("siphon check with a wrong password exited with %d", st);
@@ -1000,7 +980,7 @@ static void acl_user_password_db_noperm_and_check(void **state)
     opts = sp_test_asprintf("    url: redis://127.0.0.1:%d\n", sp_test_free_port());
     char *none = write_other_config(fx, "acl_none", "public.ok_t5", opts);
     free(opts);
-    st = siphon_check(fx, none, &out);
+    st = cdc_siphon_check(none, WAIT_EXIT_MS, &out);
     if (st != 1 || strstr(out, "could not connect to redis at 127.0.0.1:") == NULL) {
         fprintf(stderr, "%s\n", out);
         fail_msg("siphon check against a closed port exited with %d", st);
@@ -1103,7 +1083,7 @@ static void bad_urls_and_templates_are_refused(void **state)
         char *name = sp_test_asprintf("badconf%zu", i);
         char *cfg = write_other_config(fx, name, "public.t1", cases[i].opts);
         char *out = NULL;
-        int st = siphon_check(fx, cfg, &out);
+        int st = cdc_siphon_check(cfg, WAIT_EXIT_MS, &out);
         if (st != 1 || strstr(out, cases[i].message) == NULL) {
             fprintf(stderr, "%s\n", out);
             fail_msg("case %zu: siphon check exited with %d, expected 1 and \"%s\"", i, st,

@@ -79,12 +79,7 @@ static int test_cleanup(void **state)
         sp_test_proc_free(fx->proc);
         fx->proc = NULL;
     }
-    if (fx->slot != NULL && cdc_wait_slot_inactive(fx->conn, fx->slot, 10000)) {
-        sp_test_sql(fx->conn,
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE slot_name = '%s'",
-                    fx->slot);
-    }
+    cdc_drop_slot(fx->conn, fx->slot);
     sp_sqs_server_stop(fx->srv);
     fx->srv = NULL;
     free(fx->name);
@@ -203,9 +198,8 @@ static void setup_test(struct fixture *fx, const char *name, const char *queue, 
 
 static void siphon_start(struct fixture *fx, bool truncate_log)
 {
-    const char *argv[] = {sp_test_siphon_bin(), "run", "-c", fx->cfg, NULL};
     char *log = truncate_log ? strdup(fx->log) : sp_test_asprintf("%s.2", fx->log);
-    fx->proc = sp_test_proc_start(argv, log, log);
+    fx->proc = cdc_siphon_start(fx->cfg, log);
     if (!cdc_wait_log(log, "streaming from slot", 1, WAIT_START_MS) ||
         !sp_test_proc_alive(fx->proc)) {
         free(fx->log);
@@ -251,14 +245,6 @@ static void generate(struct fixture *fx, int first_key, int nkeys, int rounds)
     }
 }
 
-static long json_long(const char *json, const char *path)
-{
-    char *s = sp_test_json_get(json, path);
-    long v = strtol(s, NULL, 10);
-    free(s);
-    return v;
-}
-
 /*
  * Every key in [1, nkeys] has versions 0..rounds stored exactly once, in
  * order (omit: versions that must be absent); on a FIFO queue each message's
@@ -276,8 +262,8 @@ static size_t check_messages(struct fixture *fx, int nkeys, int rounds, bool fif
     }
     char *table = sp_test_asprintf("public.t_%s", fx->name);
     for (size_t i = 0; i < n; i++) {
-        long id = json_long(m[i].body, "after.id");
-        long v = json_long(m[i].body, "after.v");
+        long id = cdc_json_get_long(m[i].body, "after.id");
+        long v = cdc_json_get_long(m[i].body, "after.v");
         if (id < 1 || id > nkeys) {
             sqs_fail(fx, "message for key %ld, outside 1..%d", id, nkeys);
         }
@@ -441,7 +427,7 @@ static void refused_events_go_to_dead_letters(void **state)
     size_t large = 0;
     for (size_t i = 0; i < n; i++) {
         char *err = sp_test_json_get(lines[i], "error");
-        long id = json_long(lines[i], "event.after.id");
+        long id = cdc_json_get_long(lines[i], "event.after.id");
         if (id == 5) {
             assert_non_null(strstr(err, "more than max_message_bytes (4096)"));
             assert_non_null(strstr(err, "queue \"events\""));
@@ -538,20 +524,6 @@ static void sigkill_and_restart_store_each_event_once(void **state)
     assert_true(st.deduplicated > 0);
 }
 
-/* `siphon check -c cfg`: exit code; *out gets its output (malloc'd). */
-static int siphon_check(struct fixture *fx, char **out)
-{
-    char *path = sp_test_asprintf("%s.check.out", fx->cfg);
-    const char *argv[] = {sp_test_siphon_bin(), "check", "-c", fx->cfg, NULL};
-    struct sp_proc *p = sp_test_proc_start(argv, path, path);
-    int st = sp_test_proc_wait(p, WAIT_EXIT_MS);
-    sp_test_proc_free(p);
-    *out = sp_test_read_file(path, NULL);
-    assert_non_null(*out);
-    free(path);
-    return st;
-}
-
 /*
  * A queue that does not exist stops siphon at start, naming the sink and the
  * queue, and fails `siphon check`; once it exists, the check passes.
@@ -578,7 +550,7 @@ static void missing_queue_is_a_start_error(void **state)
     assert_int_equal(sp_sqs_server_error_count(fx->srv, "QueueDoesNotExist"), 1);
 
     char *out = NULL;
-    st = siphon_check(fx, &out);
+    st = cdc_siphon_check(fx->cfg, WAIT_EXIT_MS, &out);
     ok = st != 0 && strstr(out, "[sink sqs \"bus\"] queue \"nothere.fifo\" does not exist") != NULL;
     if (!ok) {
         fprintf(stderr, "check: exit %d:\n%s\n", st, out);
@@ -586,7 +558,7 @@ static void missing_queue_is_a_start_error(void **state)
     free(out);
     assert_true(ok);
     sp_sqs_server_add_queue(fx->srv, "nothere.fifo");
-    st = siphon_check(fx, &out);
+    st = cdc_siphon_check(fx->cfg, WAIT_EXIT_MS, &out);
     ok = st == 0 && strstr(out, "ok    [sink sqs \"bus\"] reachable") != NULL;
     if (!ok) {
         fprintf(stderr, "check: exit %d:\n%s\n", st, out);
