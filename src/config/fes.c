@@ -984,13 +984,7 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
 
     if (f->errors > before || conninfo == NULL || slot == NULL || tname == NULL || ftype == NULL ||
         !sink_ok) {
-        free(conninfo);
-        free(where);
-        free(stream_name);
-        free(sink_name);
-        free(dl_name);
-        sp_buf_fini(&qtable);
-        return;
+        goto out;
     }
     const char *src_name =
         fes_source(f, jc, sp_node_get(jc, "jdbcUrl"), conninfo, where, slot, publication);
@@ -1034,6 +1028,7 @@ static void fes_event_stream(struct fes *f, const struct sp_node *es, const char
     fes_put(st, rtype != NULL ? rtype : es, "recovery", rec);
     fes_push(f->streams, st);
 
+out:
     free(conninfo);
     free(where);
     free(stream_name);
