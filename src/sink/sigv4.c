@@ -440,7 +440,7 @@ int sp_aws_creds_parse(const char *text, size_t len, const char *profile, const 
 
 #define SV_CREDS_MAX ((size_t)1024 * 1024)
 
-static const char *sv_env(const char *name)
+const char *sp_aws_env(const char *name)
 {
     const char *v = getenv(name);
     return v != NULL && v[0] != '\0' ? v : NULL;
@@ -450,10 +450,10 @@ int sp_aws_creds_src_init(struct sp_aws_creds_src *cs, const char *file, const c
                           struct sp_err *err)
 {
     memset(cs, 0, sizeof(*cs));
-    if (file == NULL && sv_env("AWS_ACCESS_KEY_ID") == NULL) {
-        file = sv_env("AWS_SHARED_CREDENTIALS_FILE");
-        if (file == NULL && sv_env("HOME") != NULL) {
-            char *def = sp_xasprintf("%s/.aws/credentials", sv_env("HOME"));
+    if (file == NULL && sp_aws_env("AWS_ACCESS_KEY_ID") == NULL) {
+        file = sp_aws_env("AWS_SHARED_CREDENTIALS_FILE");
+        if (file == NULL && sp_aws_env("HOME") != NULL) {
+            char *def = sp_xasprintf("%s/.aws/credentials", sp_aws_env("HOME"));
             if (access(def, F_OK) == 0) {
                 cs->file = def;
             } else {
@@ -472,7 +472,7 @@ int sp_aws_creds_src_init(struct sp_aws_creds_src *cs, const char *file, const c
     }
     if (cs->file != NULL) {
         if (profile == NULL) {
-            profile = sv_env("AWS_PROFILE");
+            profile = sp_aws_env("AWS_PROFILE");
         }
         cs->profile = sp_xstrdup(profile != NULL ? profile : "default");
         cs->origin = sp_xasprintf("%s, profile \"%s\"", cs->file, cs->profile);
@@ -493,8 +493,8 @@ void sp_aws_creds_src_fini(struct sp_aws_creds_src *cs)
 
 static int sv_creds_from_env(struct sp_aws_creds_src *cs, struct sp_err *err)
 {
-    const char *id = sv_env("AWS_ACCESS_KEY_ID");
-    const char *secret = sv_env("AWS_SECRET_ACCESS_KEY");
+    const char *id = sp_aws_env("AWS_ACCESS_KEY_ID");
+    const char *secret = sp_aws_env("AWS_SECRET_ACCESS_KEY");
     if (id == NULL || secret == NULL) {
         sp_err_set(err, SP_EINVAL, "environment variable %s is not set",
                    id == NULL ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY");
@@ -503,7 +503,7 @@ static int sv_creds_from_env(struct sp_aws_creds_src *cs, struct sp_err *err)
         return SP_EINVAL;
     }
     if (!cs->loaded) {
-        const char *token = sv_env("AWS_SESSION_TOKEN");
+        const char *token = sp_aws_env("AWS_SESSION_TOKEN");
         cs->creds.access_key_id = sp_xstrdup(id);
         cs->creds.secret_access_key = sp_xstrdup(secret);
         cs->creds.session_token = token != NULL ? sp_xstrdup(token) : NULL;

@@ -128,6 +128,9 @@ struct sp_aws_creds_src {
     struct sp_file_stamp stamp; /* of the file as last read */
 };
 
+/* An AWS_* environment variable's value, or NULL when it is unset or empty. */
+const char *sp_aws_env(const char *name);
+
 /* Decides the source; SP_EINVAL when there is none. file and profile may be NULL. */
 int sp_aws_creds_src_init(struct sp_aws_creds_src *cs, const char *file, const char *profile,
                           struct sp_err *err);

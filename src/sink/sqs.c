@@ -188,13 +188,6 @@ struct sqs_state {
     struct sp_buf tmp;
 };
 
-/* The environment variable's value, or NULL when unset or empty. */
-static const char *sqs_env(const char *name)
-{
-    const char *v = getenv(name);
-    return v != NULL && v[0] != '\0' ? v : NULL;
-}
-
 static void sqs_job_free(struct sqs_job *job)
 {
     for (size_t i = 0; i < job->nitems; i++) {
@@ -325,10 +318,10 @@ static int sqs_state_new(struct sp_sink *sk, struct sqs_state **out, struct sp_e
     int rc = 0;
     const char *region = conf->region;
     if (region == NULL) {
-        region = sqs_env("AWS_REGION");
+        region = sp_aws_env("AWS_REGION");
     }
     if (region == NULL) {
-        region = sqs_env("AWS_DEFAULT_REGION");
+        region = sp_aws_env("AWS_DEFAULT_REGION");
     }
     if (region == NULL) {
         rc = sp_err_set(err, SP_EINVAL, "no AWS region");
@@ -338,9 +331,9 @@ static int sqs_state_new(struct sp_sink *sk, struct sqs_state **out, struct sp_e
     st->region = sp_xstrdup(region);
     const char *ep = conf->endpoint;
     const char *ep_what = "endpoint";
-    if (ep == NULL && (ep = sqs_env("AWS_ENDPOINT_URL_SQS")) != NULL) {
+    if (ep == NULL && (ep = sp_aws_env("AWS_ENDPOINT_URL_SQS")) != NULL) {
         ep_what = "AWS_ENDPOINT_URL_SQS";
-    } else if (ep == NULL && (ep = sqs_env("AWS_ENDPOINT_URL")) != NULL) {
+    } else if (ep == NULL && (ep = sp_aws_env("AWS_ENDPOINT_URL")) != NULL) {
         ep_what = "AWS_ENDPOINT_URL";
     }
     if (ep != NULL) {
