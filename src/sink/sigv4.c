@@ -354,10 +354,7 @@ static char *sv_strip(const char *s, const char *e)
     while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) {
         e--;
     }
-    char *r = sp_xmalloc((size_t)(e - s) + 1);
-    memcpy(r, s, (size_t)(e - s));
-    r[e - s] = '\0';
-    return r;
+    return sp_xstrndup(s, (size_t)(e - s));
 }
 
 int sp_aws_creds_parse(const char *text, size_t len, const char *profile, const char *origin,

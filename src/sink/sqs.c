@@ -259,16 +259,10 @@ static int sqs_parse_url(const char *what, const char *url, char **authority, ch
     if (alen > dlen && memcmp(host + alen - dlen, default_port, dlen) == 0) {
         alen -= dlen;
     }
-    *authority = sp_xmalloc(alen + 1);
-    memcpy(*authority, host, alen);
-    (*authority)[alen] = '\0';
+    *authority = sp_xstrndup(host, alen);
     const char *p = host + strcspn(host, "/?#");
     size_t plen = strcspn(p, "?#");
-    *path = plen > 0 ? sp_xmalloc(plen + 1) : sp_xstrdup("/");
-    if (plen > 0) {
-        memcpy(*path, p, plen);
-        (*path)[plen] = '\0';
-    }
+    *path = plen > 0 ? sp_xstrndup(p, plen) : sp_xstrdup("/");
     return 0;
 }
 
@@ -289,9 +283,7 @@ static void sqs_name_from_url(struct sqs_state *st, const char *url)
         }
         size_t n = (size_t)(last - prev - 1);
         if (n > 0 && strspn(prev + 1, "0123456789") == n) {
-            st->queue_owner = sp_xmalloc(n + 1);
-            memcpy(st->queue_owner, prev + 1, n);
-            st->queue_owner[n] = '\0';
+            st->queue_owner = sp_xstrndup(prev + 1, n);
         }
     }
 }
