@@ -1,28 +1,45 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Pieces of the command line shared by `run` and `demo`: signal handling
- * (first SIGINT/SIGTERM drains and stops, a second one exits at once) and
- * running a loaded configuration.
+ * (first SIGINT/SIGTERM drains and stops, a second one a second or more
+ * later exits at once) and running a loaded configuration.
  */
 #include "cli.h"
 
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/pipeline.h"
 #include "telemetry/log.h"
 #include "util/lsn.h"
 
+/*
+ * A signal this soon after the first is the same stop delivered twice: to
+ * the process and to its process group, as `timeout` and supervisors that
+ * signal a whole group do. Only a later one means "do not wait".
+ */
+#define CLI_REPEAT_MS 1000
+
 static volatile sig_atomic_t cli_stop;
+static struct timespec cli_first; /* when the first signal came */
 
 static void cli_on_signal(int sig)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
     if (cli_stop) {
-        /* Second signal: the user does not want to wait for the drain. */
+        long long ms = (long long)(now.tv_sec - cli_first.tv_sec) * 1000 +
+                       (now.tv_nsec - cli_first.tv_nsec) / 1000000;
+        if (ms < CLI_REPEAT_MS) {
+            return;
+        }
+        /* A second signal: the user does not want to wait for the drain. */
         signal(sig, SIG_DFL);
         raise(sig);
         return;
     }
+    cli_first = now;
     cli_stop = 1;
 }
 

@@ -550,12 +550,14 @@ static void demo_assert_nothing_left(struct fixture *fx, const char *dir)
 }
 
 /*
- * Runs `siphon demo` with args; with interrupt, sends SIGINT (Ctrl-C) once
- * an order update is out. Then checks: exit code 0, the server ran as the
- * postgres user when we are root, inserts and updates of both tables in
- * the output, and nothing left behind.
+ * Runs `siphon demo` with args; with sig, sends it times times back to back
+ * (SIGINT: Ctrl-C; SIGTERM twice: as `timeout` does, to the process and its
+ * group) once an order update is out. Then checks: exit code 0, the server
+ * ran as the postgres user when we are root, inserts and updates of both
+ * tables in the output, and nothing left behind.
  */
-static void demo_run(struct fixture *fx, const char *name, const char *const *args, bool interrupt)
+static void demo_run(struct fixture *fx, const char *name, const char *const *args, int sig,
+                     int times)
 {
     fx->have_demo_before = glob("/tmp/siphon-demo-*", 0, NULL, &fx->demo_before) == 0;
     fx->out = sp_test_asprintf("%s/%s.stdout", fx->tmp, name);
@@ -575,11 +577,16 @@ static void demo_run(struct fixture *fx, const char *name, const char *const *ar
     struct demo_wait dw = {.dir = dir, .pid = -1, .proc = fx->proc};
     bool seen = sp_test_wait_until(demo_server_seen, &dw, WAIT_EXIT_MS) && dw.pid > 0;
 
-    if (interrupt) {
+    if (sig != 0) {
         struct file_wait upd = {
             .path = fx->out, .needle = "\nupdate   public.orders ", .proc = fx->proc};
         sp_test_wait_until(file_ready, &upd, WAIT_EVENTS_MS);
-        sp_test_proc_signal(fx->proc, SIGINT);
+        for (int i = 0; i < times; i++) {
+            if (i > 0) {
+                usleep(100 * 1000); /* handled one by one, not merged into one pending signal */
+            }
+            sp_test_proc_signal(fx->proc, sig);
+        }
     }
     int rc = sp_test_proc_wait(fx->proc, WAIT_DEMO_MS);
     read_output(fx);
@@ -618,13 +625,20 @@ static void demo_run(struct fixture *fx, const char *name, const char *const *ar
 static void demo_streams_and_cleans_up_after_itself(void **state)
 {
     const char *args[] = {"--duration", "8", "--rate", "20", NULL};
-    demo_run(*state, "demo", args, false);
+    demo_run(*state, "demo", args, 0, 0);
 }
 
 static void demo_interrupted_cleans_up_too(void **state)
 {
     const char *args[] = {"--rate", "20", NULL};
-    demo_run(*state, "demo_int", args, true);
+    demo_run(*state, "demo_int", args, SIGINT, 1);
+}
+
+/* The same stop delivered twice at once (`timeout`, a supervisor signalling the group) drains. */
+static void demo_terminated_twice_at_once_cleans_up(void **state)
+{
+    const char *args[] = {"--rate", "20", NULL};
+    demo_run(*state, "demo_term2", args, SIGTERM, 2);
 }
 
 int main(void)
@@ -637,6 +651,7 @@ int main(void)
         cmocka_unit_test_teardown(env_and_file_substitution_work_end_to_end, test_cleanup),
         cmocka_unit_test_teardown(demo_streams_and_cleans_up_after_itself, test_cleanup),
         cmocka_unit_test_teardown(demo_interrupted_cleans_up_too, test_cleanup),
+        cmocka_unit_test_teardown(demo_terminated_twice_at_once_cleans_up, test_cleanup),
     };
     return SP_TEST_RUN_GROUP("cli", tests, group_setup, group_teardown);
 }
